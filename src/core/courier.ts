@@ -1,0 +1,598 @@
+import { watch as watchDir, type FSWatcher } from 'node:fs';
+import { lstat, mkdir, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { Catalog } from './catalog.js';
+import { loadConfig, withDotEnv, type Env } from './config.js';
+import { R2d1Error, describeError, isRetryable } from './errors.js';
+import { manifestKey, newVersion, versionPrefix, MANIFEST_FORMAT, type Manifest, type VersionRef } from './layout.js';
+import { consoleLogger, type Logger } from './logger.js';
+import { Pool, forEachAbortable } from './pool.js';
+import { backoffDelay } from './retry.js';
+import { parseSidecar, sha256, type Sidecar } from './sidecar.js';
+import { openBackends, type Backends } from './backends.js';
+import { uploadFile, type Progress } from './transfer.js';
+
+export interface WatchOptions {
+  jobId: string;
+  /** Seconds between full rescans, the safety net under file-system events (default 30). */
+  pollEvery?: number;
+  /** Committed versions kept per slot (default 1: superseded versions are deleted). */
+  keep?: number;
+}
+
+export interface ShippedCheckpoint {
+  name: string;
+  epoch: number;
+  bytes: number;
+  files: number;
+  /** Key prefix of the committed version's files. */
+  key: string;
+  seconds: number;
+}
+
+export interface FailedCheckpoint {
+  name: string;
+  epoch?: number;
+  reason: string;
+}
+
+export interface ShipReport {
+  ok: boolean;
+  shipped: ShippedCheckpoint[];
+  failed: FailedCheckpoint[];
+  /** D1 rows not written by the end of the flush (the data is in the bucket; `latest` still finds it). */
+  d1Pending: string[];
+}
+
+export interface CourierTuning {
+  /** Files uploaded at once, across all slots. */
+  fileConcurrency: number;
+  /** Attempts at one checkpoint before it counts as failed (it is still retried while watching). */
+  shipAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** Quiet time after a file-system event before scanning, so a burst of writes is one scan. */
+  debounceMs: number;
+}
+
+export const DEFAULT_COURIER_TUNING: CourierTuning = {
+  fileConcurrency: 8,
+  shipAttempts: 5,
+  retryBaseMs: 500,
+  retryMaxMs: 30_000,
+  debounceMs: 50,
+};
+
+/** A complete checkpoint on disk: its sidecar bytes are its identity. */
+interface Candidate {
+  sidecarHash: string;
+  sidecarText: string;
+  sidecar: Sidecar;
+}
+
+interface Slot {
+  name: string;
+  /** The newest complete version seen on disk. */
+  wanted?: Candidate;
+  /** Sidecar hash of the newest committed version (remote truth, learned once then kept). */
+  committedHash?: string;
+  remoteChecked: boolean;
+  active?: { hash: string; controller: AbortController; done: Promise<void> };
+  attempts: number;
+  lastError?: string;
+  /** Gave up for now after shipAttempts; retried on the next poll. */
+  failed: boolean;
+  retryAt: number;
+}
+
+/**
+ * Ships checkpoint folders (`<name>/` + `<name>.json`, sidecar written last) from a directory to the
+ * bucket while training runs. Commit protocol, per version:
+ *   1. upload every file under jobs/<job>/<name>/<version>/, hashing each in the same read pass;
+ *   2. re-read the sidecar: if it changed, this version is stale and is not committed;
+ *   3. write <version>.manifest.json (paths, sizes, SHA-256): the commit;
+ *   4. record the D1 row (queued, retried; never blocks shipping);
+ *   5. delete superseded versions (manifest first), keeping `keep` per slot.
+ */
+export class Courier {
+  private readonly catalog: Catalog;
+  private readonly logger: Logger;
+  private readonly clock: () => number;
+  private readonly tuning: CourierTuning;
+  private readonly filePool: Pool;
+  private readonly onProgress?: Progress;
+
+  private dir = '';
+  private jobId = '';
+  private keep = 1;
+  private pollEveryMs = 30_000;
+  private readonly slots = new Map<string, Slot>();
+  private readonly sidecarProblems = new Map<string, string>();
+  private readonly shipped: ShippedCheckpoint[] = [];
+  private readonly d1Queue = new Map<string, Manifest>();
+  private d1Draining?: Promise<void>;
+  private watcher?: FSWatcher;
+  private pollTimer?: NodeJS.Timeout;
+  private debounceTimer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  private scanning?: Promise<void>;
+  private rescanRequested = false;
+  private idleWaiters: (() => void)[] = [];
+  private running = false;
+
+  constructor(
+    private readonly backends: Backends,
+    opts: { logger?: Logger; clock?: () => number; tuning?: Partial<CourierTuning>; onProgress?: Progress } = {},
+  ) {
+    this.logger = opts.logger ?? consoleLogger();
+    this.clock = opts.clock ?? Date.now;
+    this.tuning = { ...DEFAULT_COURIER_TUNING, ...opts.tuning };
+    this.filePool = new Pool(this.tuning.fileConcurrency);
+    this.onProgress = opts.onProgress;
+    this.catalog = new Catalog(backends.store, backends.d1, this.logger);
+  }
+
+  /** A courier configured from R2D1_* variables (and `.env`); warns once when D1 is not configured. */
+  static fromEnv(env: Env = process.env, opts: ConstructorParameters<typeof Courier>[1] = {}): Courier {
+    const logger = opts.logger ?? consoleLogger();
+    return new Courier(openBackends(loadConfig(withDotEnv(env)), logger), { ...opts, logger });
+  }
+
+  /**
+   * Starts watching `dir` in the background and returns once the first scan has run. Checkpoints
+   * already committed (same sidecar) are not shipped again; those a crash left unshipped are.
+   */
+  async watch(dir: string, opts: WatchOptions): Promise<void> {
+    if (this.running) throw new R2d1Error('BAD_INPUT', 'this courier is already watching', { hint: 'create one Courier per directory' });
+    this.configure(dir, opts);
+    await mkdir(dir, { recursive: true });
+    this.running = true;
+    try {
+      this.watcher = watchDir(dir, (_event, file) => {
+        if (!file || String(file).endsWith('.json')) this.requestScan(this.tuning.debounceMs);
+      });
+      this.watcher.on('error', (err) => this.logger.warn(`file-system events stopped (${describeError(err)}); polling every ${this.pollEveryMs / 1000}s`));
+    } catch (err) {
+      this.logger.warn(`no file-system events for ${dir} (${describeError(err)}); polling every ${this.pollEveryMs / 1000}s`);
+    }
+    this.pollTimer = setInterval(() => this.requestScan(0), this.pollEveryMs);
+    this.pollTimer.unref();
+    this.logger.info(`watching ${dir} for job ${this.jobId} → ${this.backends.store.description}`);
+    await this.scan();
+  }
+
+  /** One shot: ships every complete checkpoint in `dir` not committed yet, and waits. */
+  async ship(dir: string, opts: Omit<WatchOptions, 'pollEvery'> & { timeout?: number }): Promise<ShipReport> {
+    this.configure(dir, opts);
+    this.running = true;
+    return this.flush({ timeout: opts.timeout });
+  }
+
+  /**
+   * Final scan, then waits until every checkpoint seen is committed or has failed after retries
+   * (at most `timeout` seconds, default 300), stops watching, and reports. Anything not committed
+   * when the time is up is reported as failed.
+   */
+  async flush(opts: { timeout?: number } = {}): Promise<ShipReport> {
+    const deadline = this.clock() + (opts.timeout ?? 300) * 1000;
+    this.stopWatching();
+    // Whatever gave up while watching gets a fresh round of attempts now.
+    for (const slot of this.slots.values()) {
+      if (slot.failed) Object.assign(slot, { failed: false, attempts: 0, retryAt: 0 });
+    }
+    const timedOut = await this.raceDeadline(this.settle(), deadline);
+    for (const slot of this.slots.values()) slot.active?.controller.abort(new R2d1Error('TIMEOUT', 'flush timed out'));
+    await this.raceDeadline(this.drainD1(), Math.max(deadline, this.clock() + 2000));
+    this.running = false;
+    clearTimeout(this.retryTimer);
+    return this.report(timedOut ? (opts.timeout ?? 300) : undefined);
+  }
+
+  /** Stops watching without waiting: in-flight uploads are aborted and nothing more is committed. */
+  close(): void {
+    this.stopWatching();
+    this.running = false;
+    clearTimeout(this.retryTimer);
+    for (const slot of this.slots.values()) slot.active?.controller.abort(new R2d1Error('TIMEOUT', 'courier closed'));
+    this.backends.store.close();
+  }
+
+  private configure(dir: string, opts: WatchOptions): void {
+    this.dir = dir;
+    this.jobId = opts.jobId;
+    versionPrefix(newVersion(opts.jobId, 'check', 0, 0)); // validates the job id early
+    this.keep = Math.max(1, Math.floor(opts.keep ?? 1));
+    this.pollEveryMs = Math.max(0.1, opts.pollEvery ?? 30) * 1000;
+  }
+
+  private stopWatching(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    clearInterval(this.pollTimer);
+    clearTimeout(this.debounceTimer);
+  }
+
+  private requestScan(delayMs: number): void {
+    if (!this.running) return;
+    clearTimeout(this.debounceTimer);
+    this.debounceTimer = setTimeout(() => void this.scan().catch((err) => this.logger.warn(`scan failed: ${describeError(err)}`)), delayMs);
+  }
+
+  /** Scans until nothing is left to ship, then resolves: every slot committed or failed. */
+  private async settle(): Promise<void> {
+    await this.scan();
+    while (this.hasPendingWork()) {
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    }
+  }
+
+  private hasPendingWork(): boolean {
+    for (const slot of this.slots.values()) {
+      if (slot.active) return true;
+      if (slot.wanted && slot.wanted.sidecarHash !== slot.committedHash && !slot.failed) return true;
+    }
+    return false;
+  }
+
+  private notifyIdle(): void {
+    if (this.hasPendingWork()) return;
+    for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  private async raceDeadline(work: Promise<void>, deadline: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), Math.max(0, deadline - this.clock()))));
+    try {
+      return await Promise.race([work.then(() => false), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** One pass over the directory; concurrent requests fold into one more pass. */
+  private scan(): Promise<void> {
+    if (this.scanning) {
+      this.rescanRequested = true;
+      return this.scanning;
+    }
+    this.scanning = (async () => {
+      do {
+        this.rescanRequested = false;
+        await this.scanOnce();
+      } while (this.rescanRequested);
+    })().finally(() => {
+      this.scanning = undefined;
+      this.notifyIdle();
+    });
+    return this.scanning;
+  }
+
+  private async scanOnce(): Promise<void> {
+    let entries;
+    try {
+      entries = await readdir(this.dir, { withFileTypes: true });
+    } catch (err) {
+      this.logger.warn(`cannot read ${this.dir}: ${describeError(err)}`);
+      return;
+    }
+    const dirs = new Set(entries.filter((e) => e.isDirectory()).map((e) => e.name));
+    const onDisk = new Set<string>();
+    for (const entry of entries) {
+      if (!entry.isFile() || !entry.name.endsWith('.json') || entry.name.startsWith('.')) continue;
+      const name = entry.name.slice(0, -'.json'.length);
+      if (!dirs.has(name)) continue; // a sidecar without its folder is not a checkpoint
+      onDisk.add(name);
+      await this.consider(name, entry.name);
+    }
+    for (const [name, slot] of this.slots) {
+      if (!onDisk.has(name) && slot.wanted && slot.wanted.sidecarHash !== slot.committedHash && !slot.active) {
+        slot.failed = true;
+        slot.lastError = `${name}/ or ${name}.json was deleted before it was shipped`;
+      }
+    }
+    this.pump();
+  }
+
+  /** Reads one sidecar; a new or changed one becomes the slot's wanted version. */
+  private async consider(name: string, fileName: string): Promise<void> {
+    const path = join(this.dir, fileName);
+    let text: string;
+    let mtime: number;
+    try {
+      text = await readFile(path, 'utf8');
+      mtime = (await stat(path)).mtimeMs / 1000;
+    } catch {
+      return; // deleted or replaced between readdir and read; the next scan sees the outcome
+    }
+    const hash = sha256(text);
+    const slot = this.slotFor(name);
+    if (hash === slot.wanted?.sidecarHash || hash === slot.committedHash) return;
+    let sidecar: Sidecar;
+    try {
+      sidecar = parseSidecar(text, fileName, mtime);
+    } catch (err) {
+      const message = describeError(err);
+      if (this.sidecarProblems.get(name) !== message) this.logger.warn(`${message}; retrying on the next scan`);
+      this.sidecarProblems.set(name, message);
+      return;
+    }
+    this.sidecarProblems.delete(name);
+    if (!slot.remoteChecked) await this.learnRemote(slot);
+    if (hash === slot.committedHash) {
+      this.logger.info(`${name} epoch ${sidecar.epoch} is already committed; not shipping it again`);
+      return;
+    }
+    if (slot.active && slot.active.hash !== hash) {
+      this.logger.info(`${name} was rewritten (epoch ${sidecar.epoch}) while shipping; the older version is dropped`);
+      slot.active.controller.abort(new R2d1Error('SUPERSEDED', `${name} was rewritten while it was shipped`));
+    }
+    Object.assign(slot, { wanted: { sidecarHash: hash, sidecarText: text, sidecar }, attempts: 0, failed: false, retryAt: 0, lastError: undefined });
+  }
+
+  private slotFor(name: string): Slot {
+    let slot = this.slots.get(name);
+    if (!slot) {
+      slot = { name, remoteChecked: false, attempts: 0, failed: false, retryAt: 0 };
+      this.slots.set(name, slot);
+    }
+    return slot;
+  }
+
+  /** What the bucket already holds for this slot, so a restart re-ships nothing already committed. */
+  private async learnRemote(slot: Slot): Promise<void> {
+    try {
+      const found = await this.catalog.latestOfSlot(this.jobId, slot.name);
+      slot.committedHash = found?.manifest.sidecarSha256;
+      slot.remoteChecked = true;
+      if (found) this.queueD1IfBehind(found.manifest);
+    } catch (err) {
+      // Unknown remote state: ship anyway (at worst a duplicate upload); ask again next time.
+      this.logger.warn(`cannot check what is committed for ${slot.name}: ${describeError(err)}`);
+    }
+  }
+
+  /** Starts every ship that is due; schedules a wake-up for the ones backing off. */
+  private pump(): void {
+    if (!this.running) return;
+    const now = this.clock();
+    let nextRetry = Infinity;
+    for (const slot of this.slots.values()) {
+      const wanted = slot.wanted;
+      if (!wanted || slot.active || wanted.sidecarHash === slot.committedHash) continue;
+      if (slot.failed && this.watcher === undefined && this.pollTimer === undefined) continue; // flushing: settled
+      if (slot.retryAt > now) {
+        nextRetry = Math.min(nextRetry, slot.retryAt);
+        continue;
+      }
+      this.start(slot, wanted);
+    }
+    clearTimeout(this.retryTimer);
+    if (nextRetry < Infinity) {
+      this.retryTimer = setTimeout(() => this.pump(), nextRetry - now);
+      this.retryTimer.unref();
+    }
+    this.notifyIdle();
+  }
+
+  private start(slot: Slot, wanted: Candidate): void {
+    const controller = new AbortController();
+    const started = this.clock();
+    const done = this.shipVersion(slot.name, wanted, controller.signal)
+      .then((shipped) => {
+        slot.committedHash = wanted.sidecarHash;
+        slot.lastError = undefined;
+        slot.attempts = 0;
+        shipped.seconds = (this.clock() - started) / 1000;
+        this.shipped.push(shipped);
+        this.logger.info(`committed ${shipped.name} epoch ${shipped.epoch}: ${shipped.files} files, ${formatBytes(shipped.bytes)} in ${shipped.seconds.toFixed(1)}s`);
+      })
+      .catch((err) => this.recordFailure(slot, wanted, err))
+      .finally(() => {
+        slot.active = undefined;
+        this.pump();
+      });
+    slot.active = { hash: wanted.sidecarHash, controller, done };
+  }
+
+  private recordFailure(slot: Slot, wanted: Candidate, err: unknown): void {
+    if (slot.wanted !== wanted) return; // superseded: the newer version is what counts now
+    if (err instanceof R2d1Error && err.code === 'TIMEOUT') {
+      slot.failed = true;
+      slot.lastError ??= describeError(err);
+      return;
+    }
+    slot.attempts++;
+    slot.lastError = describeError(err);
+    const retryable = isRetryable(err);
+    if (!retryable || slot.attempts >= this.tuning.shipAttempts) {
+      slot.failed = true;
+      // Still retried while watching (R2 may come back); a flush reports it.
+      slot.retryAt = this.clock() + this.pollEveryMs;
+      this.logger.error(`${slot.name} epoch ${wanted.sidecar.epoch} not shipped after ${slot.attempts} attempt(s): ${slot.lastError}`);
+      if (this.pollTimer !== undefined) slot.failed = false;
+      return;
+    }
+    const delay = backoffDelay(slot.attempts - 1, { baseDelayMs: this.tuning.retryBaseMs, maxDelayMs: this.tuning.retryMaxMs });
+    slot.retryAt = this.clock() + delay;
+    this.logger.warn(`${slot.name} epoch ${wanted.sidecar.epoch}: ${slot.lastError}; retry ${slot.attempts} in ${(delay / 1000).toFixed(1)}s`);
+  }
+
+  /** Steps 1-5 of the commit protocol for one version. */
+  private async shipVersion(name: string, wanted: Candidate, signal: AbortSignal): Promise<ShippedCheckpoint> {
+    const { sidecar } = wanted;
+    const folder = join(this.dir, name);
+    const files = await listCheckpointFiles(folder);
+    const missing = (sidecar.files ?? []).filter((f) => !files.some((file) => file.relative === f));
+    if (missing.length > 0) {
+      throw new R2d1Error('CHANGED', `${name}.json lists ${missing.map((m) => JSON.stringify(m)).join(', ')} but ${name}/ does not contain it`, {
+        hint: 'write every file of the checkpoint before its sidecar',
+        retryable: true,
+      });
+    }
+    const ref = newVersion(this.jobId, name, sidecar.epoch, sidecar.timestamp);
+    const prefix = versionPrefix(ref);
+    const uploaded: Manifest['files'] = [];
+    try {
+      await forEachAbortable(files, this.filePool, signal, async (file, fileSignal) => {
+        const { size, sha256: hash } = await uploadFile(this.backends.store, prefix + file.relative, file.path, {
+          signal: fileSignal,
+          onProgress: this.onProgress,
+        });
+        uploaded.push({ path: file.relative, size, sha256: hash });
+      });
+      signal.throwIfAborted();
+      const now = await readFile(join(this.dir, `${name}.json`), 'utf8').catch(() => '');
+      if (sha256(now) !== wanted.sidecarHash) {
+        throw new R2d1Error('SUPERSEDED', `${name}.json changed while ${name} was shipped; this version is not committed`, { retryable: true });
+      }
+      uploaded.sort((a, b) => (a.path < b.path ? -1 : 1));
+      const manifest: Manifest = {
+        format: MANIFEST_FORMAT,
+        jobId: this.jobId,
+        name,
+        epoch: sidecar.epoch,
+        timestamp: sidecar.timestamp,
+        metadata: sidecar.metadata,
+        version: ref.version,
+        prefix,
+        sidecarSha256: wanted.sidecarHash,
+        sidecar: wanted.sidecarText,
+        files: uploaded,
+        bytes: uploaded.reduce((sum, f) => sum + f.size, 0),
+        committedAt: new Date(this.clock()).toISOString(),
+      };
+      await this.catalog.commit(manifest, ref);
+      this.queueD1(manifest);
+      await this.deleteSuperseded(ref).catch((err) => this.logger.warn(`could not delete superseded versions of ${name}: ${describeError(err)}`));
+      return { name, epoch: sidecar.epoch, bytes: manifest.bytes, files: uploaded.length, key: prefix, seconds: 0 };
+    } catch (err) {
+      // Nothing was committed: remove what this attempt uploaded (the next GC sweeps what this misses).
+      await this.catalog.deleteVersion(ref).catch(() => undefined);
+      throw signal.aborted && signal.reason instanceof R2d1Error ? signal.reason : err;
+    }
+  }
+
+  /** Keeps the newest `keep` committed versions of the slot; removes older ones and abandoned uploads. */
+  private async deleteSuperseded(current: VersionRef): Promise<void> {
+    const { committed, uncommitted } = await this.catalog.versions(this.jobId, current.name);
+    const keepIds = new Set(committed.slice(0, this.keep).map((r) => r.version));
+    keepIds.add(current.version);
+    const stale = [
+      ...committed.filter((r) => !keepIds.has(r.version)),
+      // Manifest-less folders older than this commit are aborted attempts, never to be committed.
+      ...uncommitted.filter((r) => r.timestampMs <= current.timestampMs && r.version !== current.version),
+    ];
+    for (const ref of stale) {
+      await this.catalog.deleteVersion(ref);
+      this.logger.debug(`deleted superseded ${manifestKey(ref)}`);
+    }
+  }
+
+  private queueD1IfBehind(manifest: Manifest): void {
+    if (!this.backends.d1) return;
+    void this.catalog.d1Rows(this.jobId).then((rows) => {
+      const row = rows?.find((r) => r.name === manifest.name);
+      if (rows && (!row || row.r2_prefix !== manifest.prefix) && (!row || row.timestamp <= manifest.timestamp)) this.queueD1(manifest);
+    });
+  }
+
+  /** The newest commit per slot waits here until D1 accepts it; shipping never waits for D1. */
+  private queueD1(manifest: Manifest): void {
+    if (!this.backends.d1) return;
+    this.d1Queue.set(manifest.name, manifest);
+    this.d1Draining ??= this.writeD1Rows().finally(() => (this.d1Draining = undefined));
+  }
+
+  private async writeD1Rows(): Promise<void> {
+    const d1 = this.backends.d1!;
+    let failures = 0;
+    while (this.d1Queue.size > 0) {
+      const [name, manifest] = this.d1Queue.entries().next().value as [string, Manifest];
+      try {
+        await d1.recordCheckpoint({
+          job_id: manifest.jobId,
+          name: manifest.name,
+          epoch: manifest.epoch,
+          timestamp: manifest.timestamp,
+          r2_prefix: manifest.prefix,
+          metadata: JSON.stringify(manifest.metadata),
+        });
+        if (this.d1Queue.get(name) === manifest) this.d1Queue.delete(name);
+        failures = 0;
+      } catch (err) {
+        failures++;
+        const delay = backoffDelay(failures, { baseDelayMs: this.tuning.retryBaseMs, maxDelayMs: this.tuning.retryMaxMs });
+        this.logger.warn(`D1 row for ${name} not written yet (${describeError(err)}); retrying in ${(delay / 1000).toFixed(1)}s`);
+        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+        if (!this.running && failures > this.tuning.shipAttempts) return;
+      }
+    }
+  }
+
+  private async drainD1(): Promise<void> {
+    while (this.d1Draining) await this.d1Draining;
+  }
+
+  private report(timedOutAfter?: number): ShipReport {
+    const failed: FailedCheckpoint[] = [];
+    for (const slot of this.slots.values()) {
+      if (!slot.wanted || slot.wanted.sidecarHash === slot.committedHash) continue;
+      const reason = timedOutAfter !== undefined && !slot.lastError?.includes('deleted')
+        ? `flush timed out after ${timedOutAfter}s${slot.lastError ? ` (last error: ${slot.lastError})` : ''}`
+        : (slot.lastError ?? 'not shipped');
+      failed.push({ name: slot.name, epoch: slot.wanted.sidecar.epoch, reason });
+    }
+    for (const [name, problem] of this.sidecarProblems) failed.push({ name, reason: problem });
+    return { ok: failed.length === 0, shipped: [...this.shipped], failed, d1Pending: [...this.d1Queue.keys()] };
+  }
+}
+
+interface LocalFile {
+  path: string;
+  /** Path inside the checkpoint folder, "/"-separated: the key suffix and the manifest path. */
+  relative: string;
+}
+
+/**
+ * Every regular file under `folder`. Symlinks are followed only when they stay inside the folder;
+ * one pointing outside is refused (it would ship data that is not part of the checkpoint).
+ */
+export async function listCheckpointFiles(folder: string): Promise<LocalFile[]> {
+  const root = await realpath(folder).catch((err) => {
+    throw new R2d1Error('CHANGED', `checkpoint folder ${folder} is gone (${describeError(err)})`, {
+      hint: 'keep the folder until r2d1 has shipped it',
+      retryable: true,
+    });
+  });
+  const files: LocalFile[] = [];
+  const walk = async (dir: string) => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      let info = await lstat(path);
+      if (info.isSymbolicLink()) {
+        const target = await realpath(path).catch(() => '');
+        if (!target || (target !== root && !target.startsWith(root + sep))) {
+          throw new R2d1Error('SIDECAR', `${path} is a symlink that points outside the checkpoint folder`, {
+            hint: 'copy the file into the folder instead of linking to it',
+          });
+        }
+        info = await stat(path);
+      }
+      if (info.isDirectory()) await walk(path);
+      else if (info.isFile()) files.push({ path, relative: relative(folder, path).split(sep).join('/') });
+    }
+  };
+  await walk(folder);
+  return files.sort((a, b) => (a.relative < b.relative ? -1 : 1));
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}

@@ -1,0 +1,292 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { openBackends, type Backends } from './backends.js';
+import { Catalog, type CommittedCheckpoint } from './catalog.js';
+import { loadConfig, withDotEnv, type Env } from './config.js';
+import { R2d1Error } from './errors.js';
+import { findCollision, localPathUnder } from './keys.js';
+import { parseR2Uri, type Manifest } from './layout.js';
+import { consoleLogger, type Logger } from './logger.js';
+import { Pool, forEachAbortable } from './pool.js';
+import type { ObjectInfo } from './store.js';
+import { downloadFile, hashFile, type Progress } from './transfer.js';
+
+export interface FetchInfo {
+  /** False on a fresh start (nothing committed yet); never an error. */
+  found: boolean;
+  source: string;
+  localDir: string;
+  name?: string;
+  epoch?: number;
+  metadata?: Record<string, unknown>;
+  /** True when everything was already on disk and verified: nothing was downloaded. */
+  cached: boolean;
+  /** Bytes of the checkpoint or prefix (downloaded or not). */
+  bytes: number;
+  files: number;
+  /** Bytes actually transferred. */
+  downloaded: number;
+  /** Version key prefix in the bucket (checkpoints only). */
+  key?: string;
+}
+
+export interface PullOptions {
+  dest: string;
+  /** Download even what is on disk and verified. */
+  force?: boolean;
+}
+
+export interface FetcherTuning {
+  fileConcurrency: number;
+  /** Files above this size come as parallel ranged parts of this size. */
+  partSize: number;
+  partsInFlight: number;
+  /** Large files downloaded at once: bounds memory to bigFiles × partsInFlight × partSize. */
+  bigFileConcurrency: number;
+}
+
+export const DEFAULT_FETCHER_TUNING: FetcherTuning = {
+  fileConcurrency: 8,
+  partSize: 8 * 1024 * 1024,
+  partsInFlight: 4,
+  bigFileConcurrency: 2,
+};
+
+/** Pull attempts when the version being read is replaced under us (the courier deleted it). */
+const RESOLVE_ATTEMPTS = 3;
+/** Bookkeeping beside the pulled folders: temp downloads and what was verified. */
+const STATE_DIR = '.r2d1';
+
+interface LandedRecord {
+  version: string;
+  files: { path: string; size: number; mtimeMs: number }[];
+}
+
+/**
+ * Pulls checkpoints and prefixes from the bucket to local disk. Every file is verified (size and
+ * SHA-256 from the manifest) before the folder is renamed into place: a reader never sees a
+ * partial or mixed checkpoint.
+ */
+export class Fetcher {
+  readonly catalog: Catalog;
+  private readonly logger: Logger;
+  private readonly tuning: FetcherTuning;
+  private readonly onProgress?: Progress;
+
+  constructor(
+    private readonly backends: Backends,
+    opts: { logger?: Logger; tuning?: Partial<FetcherTuning>; onProgress?: Progress } = {},
+  ) {
+    this.logger = opts.logger ?? consoleLogger();
+    this.tuning = { ...DEFAULT_FETCHER_TUNING, ...opts.tuning };
+    this.onProgress = opts.onProgress;
+    this.catalog = new Catalog(backends.store, backends.d1, this.logger);
+  }
+
+  static fromEnv(env: Env = process.env, opts: ConstructorParameters<typeof Fetcher>[1] = {}): Fetcher {
+    const logger = opts.logger ?? consoleLogger();
+    return new Fetcher(openBackends(loadConfig(withDotEnv(env)), logger), { ...opts, logger });
+  }
+
+  /**
+   * `r2://jobs/<id>/latest` and `r2://jobs/<id>/<name>` land in `dest/<name>/` with the sidecar at
+   * `dest/<name>.json`; `r2://<prefix>` mirrors the prefix into `dest/`. A fresh start returns
+   * `found: false`; an unreachable or misconfigured bucket is an error, never a fresh start.
+   */
+  async pull(uri: string, opts: PullOptions): Promise<FetchInfo> {
+    const target = parseR2Uri(uri);
+    const dest = resolve(opts.dest);
+    if (target.kind === 'prefix') return this.mirror(uri, target.prefix, dest, opts.force ?? false);
+    for (let attempt = 1; ; attempt++) {
+      const found =
+        target.kind === 'latest' ? await this.catalog.latest(target.jobId) : await this.catalog.latestOfSlot(target.jobId, target.name);
+      if (!found) return { found: false, source: uri, localDir: dest, cached: false, bytes: 0, files: 0, downloaded: 0 };
+      try {
+        return await this.land(uri, found, dest, opts.force ?? false);
+      } catch (err) {
+        // The courier may delete a version as it is read (a newer one was committed): look again.
+        if (!(err instanceof R2d1Error && err.code === 'NOT_FOUND') || attempt >= RESOLVE_ATTEMPTS) throw err;
+        this.logger.info(`${found.manifest.prefix} was replaced while it was pulled; resolving ${uri} again`);
+      }
+    }
+  }
+
+  close(): void {
+    this.backends.store.close();
+  }
+
+  private async land(source: string, { manifest }: CommittedCheckpoint, dest: string, force: boolean): Promise<FetchInfo> {
+    const localDir = localPathUnder(dest, manifest.name, 'checkpoint name');
+    const info: FetchInfo = {
+      found: true,
+      source,
+      localDir,
+      name: manifest.name,
+      epoch: manifest.epoch,
+      metadata: manifest.metadata,
+      cached: false,
+      bytes: manifest.bytes,
+      files: manifest.files.length,
+      downloaded: 0,
+      key: manifest.prefix,
+    };
+    const recordPath = join(dest, STATE_DIR, `${manifest.name}.json`);
+    if (!force && (await this.isLanded(recordPath, localDir, manifest))) {
+      this.logger.info(`${manifest.name} epoch ${manifest.epoch} is already in ${localDir} and unchanged; nothing to download`);
+      return { ...info, cached: true };
+    }
+    const temp = join(dest, STATE_DIR, `tmp-${manifest.name}-${randomBytes(4).toString('hex')}`);
+    try {
+      info.downloaded = await this.downloadManifest(manifest, temp);
+      await rm(recordPath, { force: true });
+      await replaceDir(temp, localDir, join(dest, STATE_DIR));
+    } finally {
+      await rm(temp, { recursive: true, force: true });
+    }
+    await writeAtomic(join(dest, `${manifest.name}.json`), manifest.sidecar);
+    const files = await Promise.all(
+      manifest.files.map(async (f) => ({ path: f.path, size: f.size, mtimeMs: (await stat(join(localDir, f.path))).mtimeMs })),
+    );
+    await writeAtomic(recordPath, JSON.stringify({ version: manifest.version, files } satisfies LandedRecord));
+    this.logger.info(`pulled ${manifest.name} epoch ${manifest.epoch} into ${localDir}: ${manifest.files.length} files verified (SHA-256)`);
+    return info;
+  }
+
+  /** Downloads every file of the manifest under `dir`, verifying size and SHA-256; returns bytes moved. */
+  private async downloadManifest(manifest: Manifest, dir: string): Promise<number> {
+    await mkdir(dir, { recursive: true });
+    const small = new Pool(this.tuning.fileConcurrency);
+    const big = new Pool(this.tuning.bigFileConcurrency);
+    let bytes = 0;
+    await forEachAbortable(manifest.files, small, undefined, async (file, signal) => {
+      const path = localPathUnder(dir, file.path, `file in ${manifest.prefix}`);
+      const fetch = () =>
+        downloadFile(this.backends.store, manifest.prefix + file.path, file.size, path, { ...this.tuning, signal, onProgress: this.onProgress });
+      const hash = file.size > this.tuning.partSize ? await big.run(fetch) : await fetch();
+      if (hash !== file.sha256) {
+        throw new R2d1Error('VERIFY', `${manifest.prefix}${file.path} does not match its manifest (SHA-256 ${hash}, expected ${file.sha256})`, {
+          hint: 'the stored object is corrupt or was replaced; nothing was put in place. Re-ship the checkpoint or pull an older one',
+        });
+      }
+      bytes += file.size;
+    });
+    return bytes;
+  }
+
+  /** Landed before, and every file still has the size and mtime it had when it was verified. */
+  private async isLanded(recordPath: string, localDir: string, manifest: Manifest): Promise<boolean> {
+    try {
+      const record = JSON.parse(await readFile(recordPath, 'utf8')) as LandedRecord;
+      if (record.version !== manifest.version || record.files.length !== manifest.files.length) return false;
+      for (const f of record.files) {
+        const info = await stat(join(localDir, f.path));
+        if (info.size !== f.size || info.mtimeMs !== f.mtimeMs) return false;
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Mirrors every object under `prefix` into `dest`, skipping files already there with the same
+   * size and content (MD5 against a plain ETag; size and time for multipart ETags). Each file
+   * lands by rename after it is verified, so no file is ever partial.
+   */
+  private async mirror(source: string, prefix: string, dest: string, force: boolean): Promise<FetchInfo> {
+    const objects = (await this.backends.store.list(prefix)).objects.filter((o) => !(o.key.endsWith('/') && o.size === 0));
+    const entries = objects.map((o) => ({ object: o, path: localPathUnder(dest, o.key.slice(prefix.length), `object ${o.key}`) }));
+    const collision = findCollision(objects.map((o) => o.key.slice(prefix.length)));
+    if (collision) {
+      throw new R2d1Error('UNSAFE_KEY', `objects ${JSON.stringify(collision[0])} and ${JSON.stringify(collision[1])} under ${prefix} would land on the same path`, {
+        hint: 'rename one of them in the bucket',
+      });
+    }
+    const info: FetchInfo = { found: objects.length > 0, source, localDir: dest, cached: false, bytes: 0, files: objects.length, downloaded: 0 };
+    if (objects.length === 0) return info;
+    let skipped = 0;
+    const small = new Pool(this.tuning.fileConcurrency);
+    const big = new Pool(this.tuning.bigFileConcurrency);
+    await forEachAbortable(entries, small, undefined, async ({ object, path }, signal) => {
+      info.bytes += object.size;
+      if (!force && (await sameContent(path, object))) {
+        skipped++;
+        return;
+      }
+      const md5 = plainMd5(object.etag);
+      const temp = `${path}.r2d1-tmp-${randomBytes(4).toString('hex')}`;
+      try {
+        const fetch = () =>
+          downloadFile(this.backends.store, object.key, object.size, temp, {
+            ...this.tuning,
+            signal,
+            onProgress: this.onProgress,
+            algorithm: 'md5',
+          });
+        const hash = object.size > this.tuning.partSize ? await big.run(fetch) : await fetch();
+        if (md5 && hash !== md5) {
+          throw new R2d1Error('VERIFY', `${object.key} does not match its ETag (MD5 ${hash}, expected ${md5})`, {
+            hint: 'the object changed during the download or is corrupt; pull again',
+            retryable: true,
+          });
+        }
+        if (object.lastModified) await utimes(temp, object.lastModified, object.lastModified);
+        await rename(temp, path);
+      } finally {
+        await rm(temp, { force: true });
+      }
+      info.downloaded += object.size;
+    });
+    info.cached = skipped === objects.length;
+    this.logger.info(`mirrored ${source} into ${dest}: ${objects.length - skipped} downloaded, ${skipped} already present`);
+    return info;
+  }
+
+  /** Every committed checkpoint of the job (the newest version of each slot), highest epoch first. */
+  async list(jobId: string): Promise<CommittedCheckpoint[]> {
+    const found: CommittedCheckpoint[] = [];
+    for (const name of await this.catalog.slotNames(jobId)) {
+      const latest = await this.catalog.latestOfSlot(jobId, name);
+      if (latest) found.push(latest);
+    }
+    return found.sort((a, b) => b.manifest.epoch - a.manifest.epoch || b.manifest.timestamp - a.manifest.timestamp);
+  }
+}
+
+/** The MD5 a single-part upload's ETag is; undefined for multipart (`…-N`) or missing ETags. */
+function plainMd5(etag: string | undefined): string | undefined {
+  const value = etag?.replace(/"/g, '');
+  return value && /^[0-9a-f]{32}$/.test(value) ? value : undefined;
+}
+
+async function sameContent(path: string, object: ObjectInfo): Promise<boolean> {
+  const local = await stat(path).catch(() => undefined);
+  if (!local?.isFile() || local.size !== object.size) return false;
+  const md5 = plainMd5(object.etag);
+  if (md5) return (await hashFile(path, 'md5')) === md5;
+  // No content hash to compare: the time r2d1 set when it downloaded the file.
+  return object.lastModified !== undefined && Math.abs(local.mtimeMs - object.lastModified.getTime()) < 1000;
+}
+
+/** Puts `from` at `to`, moving an existing `to` aside first; the old one is removed afterwards. */
+async function replaceDir(from: string, to: string, scratch: string): Promise<void> {
+  const old = join(scratch, `old-${randomBytes(4).toString('hex')}`);
+  const hadOld = await rename(to, old).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return false;
+      throw err;
+    },
+  );
+  await mkdir(dirname(to), { recursive: true });
+  await rename(from, to);
+  if (hadOld) await rm(old, { recursive: true, force: true });
+}
+
+async function writeAtomic(path: string, content: string): Promise<void> {
+  const temp = `${path}.r2d1-tmp-${randomBytes(4).toString('hex')}`;
+  await writeFile(temp, content);
+  await rename(temp, path);
+}
+
