@@ -1,5 +1,5 @@
 /** The library API: the seed's names (`Courier`, `Fetcher`, `FetchInfo`) and the types around them. */
-export { Courier, DEFAULT_COURIER_TUNING, type CourierTuning, type FailedCheckpoint, type ShipReport, type ShippedCheckpoint, type WatchOptions } from './core/courier.js';
+export { Courier, DEFAULT_COURIER_TUNING, formatBytes, type CourierTuning, type FailedCheckpoint, type ShipReport, type ShippedCheckpoint, type WatchOptions } from './core/courier.js';
 export { Fetcher, DEFAULT_FETCHER_TUNING, type FetchInfo, type FetcherTuning, type PullOptions } from './core/fetcher.js';
 export { Catalog, type CommittedCheckpoint } from './core/catalog.js';
 export { loadConfig, withDotEnv, describeConfig, type Config, type Env } from './core/config.js';

@@ -80,7 +80,7 @@ interface Slot {
   active?: { hash: string; controller: AbortController; done: Promise<void> };
   attempts: number;
   lastError?: string;
-  /** Gave up for now after shipAttempts; retried on the next poll. */
+  /** Settled as not shipped: its folder is gone, or (while flushing) it ran out of attempts. */
   failed: boolean;
   retryAt: number;
 }
@@ -118,7 +118,9 @@ export class Courier {
   private scanning?: Promise<void>;
   private rescanRequested = false;
   private idleWaiters: (() => void)[] = [];
-  private running = false;
+  /** watching: events and polls start ships; flushing: no new events, bounded attempts; stopped: nothing starts. */
+  private mode: 'idle' | 'watching' | 'flushing' | 'stopped' = 'idle';
+  private d1RowsAtStart?: ReturnType<Catalog['d1Rows']>;
 
   constructor(
     private readonly backends: Backends,
@@ -143,10 +145,10 @@ export class Courier {
    * already committed (same sidecar) are not shipped again; those a crash left unshipped are.
    */
   async watch(dir: string, opts: WatchOptions): Promise<void> {
-    if (this.running) throw new R2d1Error('BAD_INPUT', 'this courier is already watching', { hint: 'create one Courier per directory' });
+    if (this.mode !== 'idle') throw new R2d1Error('BAD_INPUT', 'this courier has already been started', { hint: 'create one Courier per watched directory' });
     this.configure(dir, opts);
     await mkdir(dir, { recursive: true });
-    this.running = true;
+    this.mode = 'watching';
     try {
       this.watcher = watchDir(dir, (_event, file) => {
         if (!file || String(file).endsWith('.json')) this.requestScan(this.tuning.debounceMs);
@@ -164,7 +166,6 @@ export class Courier {
   /** One shot: ships every complete checkpoint in `dir` not committed yet, and waits. */
   async ship(dir: string, opts: Omit<WatchOptions, 'pollEvery'> & { timeout?: number }): Promise<ShipReport> {
     this.configure(dir, opts);
-    this.running = true;
     return this.flush({ timeout: opts.timeout });
   }
 
@@ -174,24 +175,25 @@ export class Courier {
    * when the time is up is reported as failed.
    */
   async flush(opts: { timeout?: number } = {}): Promise<ShipReport> {
-    const deadline = this.clock() + (opts.timeout ?? 300) * 1000;
+    const timeout = opts.timeout ?? 300;
+    const deadline = this.clock() + timeout * 1000;
     this.stopWatching();
-    // Whatever gave up while watching gets a fresh round of attempts now.
-    for (const slot of this.slots.values()) {
-      if (slot.failed) Object.assign(slot, { failed: false, attempts: 0, retryAt: 0 });
-    }
+    this.mode = 'flushing';
+    // Whatever was backing off while watching gets a fresh round of attempts now (the final scan
+    // marks again what is gone from disk).
+    for (const slot of this.slots.values()) Object.assign(slot, { failed: false, attempts: 0, retryAt: 0 });
     const timedOut = await this.raceDeadline(this.settle(), deadline);
+    this.mode = 'stopped';
     for (const slot of this.slots.values()) slot.active?.controller.abort(new R2d1Error('TIMEOUT', 'flush timed out'));
-    await this.raceDeadline(this.drainD1(), Math.max(deadline, this.clock() + 2000));
-    this.running = false;
     clearTimeout(this.retryTimer);
-    return this.report(timedOut ? (opts.timeout ?? 300) : undefined);
+    await this.raceDeadline(this.drainD1(), Math.max(deadline, this.clock() + 2000));
+    return this.report(timedOut ? timeout : undefined);
   }
 
   /** Stops watching without waiting: in-flight uploads are aborted and nothing more is committed. */
   close(): void {
     this.stopWatching();
-    this.running = false;
+    this.mode = 'stopped';
     clearTimeout(this.retryTimer);
     for (const slot of this.slots.values()) slot.active?.controller.abort(new R2d1Error('TIMEOUT', 'courier closed'));
     this.backends.store.close();
@@ -209,11 +211,12 @@ export class Courier {
     this.watcher?.close();
     this.watcher = undefined;
     clearInterval(this.pollTimer);
+    this.pollTimer = undefined;
     clearTimeout(this.debounceTimer);
   }
 
   private requestScan(delayMs: number): void {
-    if (!this.running) return;
+    if (this.mode !== 'watching') return;
     clearTimeout(this.debounceTimer);
     this.debounceTimer = setTimeout(() => void this.scan().catch((err) => this.logger.warn(`scan failed: ${describeError(err)}`)), delayMs);
   }
@@ -277,6 +280,7 @@ export class Courier {
     }
     const dirs = new Set(entries.filter((e) => e.isDirectory()).map((e) => e.name));
     const onDisk = new Set<string>();
+    for (const name of this.sidecarProblems.keys()) if (!dirs.has(name)) this.sidecarProblems.delete(name);
     for (const entry of entries) {
       if (!entry.isFile() || !entry.name.endsWith('.json') || entry.name.startsWith('.')) continue;
       const name = entry.name.slice(0, -'.json'.length);
@@ -285,7 +289,7 @@ export class Courier {
       await this.consider(name, entry.name);
     }
     for (const [name, slot] of this.slots) {
-      if (!onDisk.has(name) && slot.wanted && slot.wanted.sidecarHash !== slot.committedHash && !slot.active) {
+      if (!onDisk.has(name) && slot.wanted && slot.wanted.sidecarHash !== slot.committedHash && !slot.active && !slot.failed) {
         slot.failed = true;
         slot.lastError = `${name}/ or ${name}.json was deleted before it was shipped`;
       }
@@ -306,7 +310,13 @@ export class Courier {
     }
     const hash = sha256(text);
     const slot = this.slotFor(name);
-    if (hash === slot.wanted?.sidecarHash || hash === slot.committedHash) return;
+    if (hash === slot.wanted?.sidecarHash) return;
+    if (hash === slot.committedHash) {
+      // The disk went back to what is committed: nothing newer to ship.
+      slot.active?.controller.abort(new R2d1Error('SUPERSEDED', `${name}.json went back to its committed version`));
+      slot.wanted = undefined;
+      return;
+    }
     let sidecar: Sidecar;
     try {
       sidecar = parseSidecar(text, fileName, mtime);
@@ -353,13 +363,12 @@ export class Courier {
 
   /** Starts every ship that is due; schedules a wake-up for the ones backing off. */
   private pump(): void {
-    if (!this.running) return;
+    if (this.mode === 'stopped' || this.mode === 'idle') return;
     const now = this.clock();
     let nextRetry = Infinity;
     for (const slot of this.slots.values()) {
       const wanted = slot.wanted;
-      if (!wanted || slot.active || wanted.sidecarHash === slot.committedHash) continue;
-      if (slot.failed && this.watcher === undefined && this.pollTimer === undefined) continue; // flushing: settled
+      if (!wanted || slot.active || slot.failed || wanted.sidecarHash === slot.committedHash) continue;
       if (slot.retryAt > now) {
         nextRetry = Math.min(nextRetry, slot.retryAt);
         continue;
@@ -396,25 +405,32 @@ export class Courier {
 
   private recordFailure(slot: Slot, wanted: Candidate, err: unknown): void {
     if (slot.wanted !== wanted) return; // superseded: the newer version is what counts now
-    if (err instanceof R2d1Error && err.code === 'TIMEOUT') {
+    const code = err instanceof R2d1Error ? err.code : undefined;
+    if (code === 'TIMEOUT') {
       slot.failed = true;
-      slot.lastError ??= describeError(err);
+      return;
+    }
+    if (code === 'SUPERSEDED') {
+      this.requestScan(0); // the sidecar moved on: pick up the new one
+      if (this.mode === 'flushing') void this.scan();
       return;
     }
     slot.attempts++;
     slot.lastError = describeError(err);
-    const retryable = isRetryable(err);
-    if (!retryable || slot.attempts >= this.tuning.shipAttempts) {
+    const exhausted = !isRetryable(err) || slot.attempts >= this.tuning.shipAttempts;
+    const what = `${slot.name} epoch ${wanted.sidecar.epoch}`;
+    if (exhausted && this.mode === 'flushing') {
       slot.failed = true;
-      // Still retried while watching (R2 may come back); a flush reports it.
-      slot.retryAt = this.clock() + this.pollEveryMs;
-      this.logger.error(`${slot.name} epoch ${wanted.sidecar.epoch} not shipped after ${slot.attempts} attempt(s): ${slot.lastError}`);
-      if (this.pollTimer !== undefined) slot.failed = false;
+      this.logger.error(`${what} not shipped after ${slot.attempts} attempt(s): ${slot.lastError}`);
       return;
     }
-    const delay = backoffDelay(slot.attempts - 1, { baseDelayMs: this.tuning.retryBaseMs, maxDelayMs: this.tuning.retryMaxMs });
+    // While watching nothing is given up: past the attempts, retry at the poll interval (R2 may come back).
+    const delay = exhausted
+      ? this.pollEveryMs
+      : backoffDelay(slot.attempts - 1, { baseDelayMs: this.tuning.retryBaseMs, maxDelayMs: this.tuning.retryMaxMs });
     slot.retryAt = this.clock() + delay;
-    this.logger.warn(`${slot.name} epoch ${wanted.sidecar.epoch}: ${slot.lastError}; retry ${slot.attempts} in ${(delay / 1000).toFixed(1)}s`);
+    const log = exhausted ? this.logger.error : this.logger.warn;
+    log.call(this.logger, `${what}: ${slot.lastError}; retry ${slot.attempts} in ${(delay / 1000).toFixed(1)}s`);
   }
 
   /** Steps 1-5 of the commit protocol for one version. */
@@ -488,9 +504,11 @@ export class Courier {
     }
   }
 
+  /** A crash between commit and D1 row leaves D1 behind: write the row now. */
   private queueD1IfBehind(manifest: Manifest): void {
     if (!this.backends.d1) return;
-    void this.catalog.d1Rows(this.jobId).then((rows) => {
+    this.d1RowsAtStart ??= this.catalog.d1Rows(this.jobId);
+    void this.d1RowsAtStart.then((rows) => {
       const row = rows?.find((r) => r.name === manifest.name);
       if (rows && (!row || row.r2_prefix !== manifest.prefix) && (!row || row.timestamp <= manifest.timestamp)) this.queueD1(manifest);
     });
@@ -524,7 +542,7 @@ export class Courier {
         const delay = backoffDelay(failures, { baseDelayMs: this.tuning.retryBaseMs, maxDelayMs: this.tuning.retryMaxMs });
         this.logger.warn(`D1 row for ${name} not written yet (${describeError(err)}); retrying in ${(delay / 1000).toFixed(1)}s`);
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
-        if (!this.running && failures > this.tuning.shipAttempts) return;
+        if (this.mode === 'stopped' && failures > this.tuning.shipAttempts) return;
       }
     }
   }
