@@ -4,25 +4,10 @@ import {
   GetObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  S3Client,
-  type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { d1Query, d1QueryUrl, d1Request, makeTempDir, rig, rigEnv, uniqueJobId } from './rig/rig.js';
+import { d1Query, d1QueryUrl, d1Request, makeTempDir, rig, rigEnv, rigS3Client, uniqueJobId } from './rig/rig.js';
 
-function s3(overrides: Partial<S3ClientConfig> = {}): S3Client {
-  const r = rig();
-  return new S3Client({
-    region: 'auto',
-    endpoint: r.s3Endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: r.accessKeyId, secretAccessKey: r.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    // miniflare's S3 endpoint stalls on `Expect: 100-continue` (sent by default for bodies >= 2 MiB)
-    expectContinueHeader: false,
-    ...overrides,
-  });
-}
+const s3 = rigS3Client;
 
 describe('rig description', () => {
   it('is readable from the file globalSetup wrote', () => {

@@ -2,6 +2,7 @@
  * Test-side helpers for the Miniflare rig started by ./globalSetup.ts.
  * Import from tests as `import { rig, rigEnv, ... } from './rig/rig.js'`.
  */
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -105,4 +106,20 @@ export async function d1Query<T = Record<string, unknown>>(sql: string, params?:
 /** A fresh, empty directory under the OS temp dir. */
 export async function makeTempDir(prefix = 'r2d1-test-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** An S3 client on the rig's bucket, configured as r2d1 needs it against miniflare. */
+export function rigS3Client(overrides: Partial<S3ClientConfig> = {}): S3Client {
+  const r = rig();
+  return new S3Client({
+    region: 'auto',
+    endpoint: r.s3Endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: r.accessKeyId, secretAccessKey: r.secretAccessKey },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    // miniflare's S3 endpoint stalls on `Expect: 100-continue` (sent by default for bodies >= 2 MiB)
+    expectContinueHeader: false,
+    ...overrides,
+  });
 }

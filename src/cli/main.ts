@@ -5,6 +5,7 @@ import { describeConfig, loadConfig, withDotEnv, type Env } from '../core/config
 import { Courier, formatBytes, type ShipReport } from '../core/courier.js';
 import { R2d1Error, describeError } from '../core/errors.js';
 import { Fetcher, type FetchInfo } from '../core/fetcher.js';
+import { checkSegment } from '../core/keys.js';
 import { consoleLogger, type Logger } from '../core/logger.js';
 import { ProgressMeter } from './progress.js';
 
@@ -105,7 +106,7 @@ function required(value: string | undefined, what: string, example: string): str
 }
 
 function jobIdOf(values: Values): string {
-  return required(values['job-id'], '--job-id', '--job-id my_run');
+  return checkSegment(required(values['job-id'], '--job-id', '--job-id my_run'), 'job id');
 }
 
 function numberOption(values: Values, name: 'poll-every' | 'keep' | 'timeout', fallback: number, integer = false): number {
@@ -223,7 +224,8 @@ async function runTraining(env: Env, logger: Logger, values: Values, command: st
   const { courier, meter } = courierFrom(env, logger);
   try {
     await courier.watch(dir, { jobId, pollEvery: numberOption(values, 'poll-every', 30), keep: numberOption(values, 'keep', 1, true) });
-    const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env: process.env });
+    // With --json, stdout carries only r2d1's result: the command's output goes to stderr.
+    const child = spawn(command[0], command.slice(1), { stdio: ['inherit', values.json ? 2 : 'inherit', 'inherit'], env: process.env });
     // The child gets the terminal's signals itself; r2d1 waits for it to exit, then flushes.
     const ignore = () => logger.info('signal received: waiting for the training command to exit, then flushing');
     process.on('SIGINT', ignore);

@@ -99,17 +99,18 @@ export class Catalog {
   }
 
   /**
-   * The highest committed epoch of the job whose manifest reads and checks. D1 first (one query and
-   * one manifest read); the bucket listing when D1 is absent, failing, empty, or points at a version
-   * that is gone or broken. Undefined on a fresh start.
+   * The highest committed epoch of the job whose manifest reads and checks; undefined on a fresh
+   * start. D1's rows are asked first, but a row is only taken when the bucket lists nothing newer:
+   * D1 lags the bucket after a D1 outage (rows still pending) or an R2-only ship, and resuming from
+   * an older checkpoint than the newest committed one would silently lose training progress.
    */
   async latest(jobId: string): Promise<CommittedCheckpoint | undefined> {
-    for (const row of (await this.d1Rows(jobId)) ?? []) {
-      const ref = refFromPrefix(jobId, row.name, row.r2_prefix);
-      const found = ref && (await this.tryManifest(ref));
-      if (found) return found;
-    }
-    for (const ref of await this.candidates(jobId)) {
+    const rows = await this.d1Rows(jobId);
+    const listed = await this.candidates(jobId);
+    const fromD1 = (rows ?? [])
+      .map((row) => refFromPrefix(jobId, row.name, row.r2_prefix))
+      .filter((ref): ref is VersionRef => ref !== undefined && (!listed[0] || compareLatestFirst(ref, listed[0]) <= 0));
+    for (const ref of [...fromD1, ...listed]) {
       const found = await this.tryManifest(ref);
       if (found) return found;
     }

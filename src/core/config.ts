@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseEnv } from 'node:util';
 import { R2d1Error } from './errors.js';
@@ -66,7 +66,8 @@ export function withDotEnv(env: Env, dotEnvPath = '.env'): Env {
   } catch {
     return env;
   }
-  return { ...parseEnv(text), ...env };
+  const set = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined));
+  return { ...parseEnv(text), ...set };
 }
 
 export function loadConfig(env: Env): Config {
@@ -100,6 +101,7 @@ export function loadConfig(env: Env): Config {
     if (!secretAccessKey) missing('secretAccessKey', 'the secret access key of that R2 API token');
     if (!endpointSetting && !accountId) missing('accountId', 'your Cloudflare account ID; or set R2D1_R2_ENDPOINT_URL');
     const endpoint = endpointSetting ?? (accountId ? `https://${accountId}.r2.cloudflarestorage.com` : '');
+    if (!endpointSetting && accountId) sources.endpoint = `${sources.accountId} (https://<account>.r2.cloudflarestorage.com)`;
     if (endpointSetting && !isHttpUrl(endpointSetting)) {
       problems.push(`R2D1_R2_ENDPOINT_URL must be an http(s) URL such as https://<account-id>.r2.cloudflarestorage.com`);
     }
@@ -137,7 +139,7 @@ function parseFileStore(value: string, problems: string[]): FileStoreSettings | 
   }
   try {
     const root = fileURLToPath(value);
-    if (isAbsolute(root)) return { kind: 'file', root };
+    if (isAbsolute(root)) return { kind: 'file', root: resolve(root) };
   } catch {
     // reported below
   }

@@ -55,6 +55,9 @@ export interface CourierTuning {
   debounceMs: number;
 }
 
+/** Longest a flush waits for D1 rows once every checkpoint is committed. */
+const D1_GRACE_MS = 5_000;
+
 export const DEFAULT_COURIER_TUNING: CourierTuning = {
   fileConcurrency: 8,
   shipAttempts: 5,
@@ -111,6 +114,7 @@ export class Courier {
   private readonly shipped: ShippedCheckpoint[] = [];
   private readonly d1Queue = new Map<string, Manifest>();
   private d1Draining?: Promise<void>;
+  private d1Stopped = false;
   private watcher?: FSWatcher;
   private pollTimer?: NodeJS.Timeout;
   private debounceTimer?: NodeJS.Timeout;
@@ -186,7 +190,11 @@ export class Courier {
     this.mode = 'stopped';
     for (const slot of this.slots.values()) slot.active?.controller.abort(new R2d1Error('TIMEOUT', 'flush timed out'));
     clearTimeout(this.retryTimer);
-    await this.raceDeadline(this.drainD1(), Math.max(deadline, this.clock() + 2000));
+    // D1 rows get what is left of the timeout, at least a short grace, at most D1_GRACE_MS: the data is
+    // committed already, and a row still pending is reported, then written by the next courier.
+    const now = this.clock();
+    await this.raceDeadline(this.drainD1(), Math.min(Math.max(deadline, now + 2000), now + D1_GRACE_MS));
+    this.d1Stopped = true;
     return this.report(timedOut ? timeout : undefined);
   }
 
@@ -194,6 +202,7 @@ export class Courier {
   close(): void {
     this.stopWatching();
     this.mode = 'stopped';
+    this.d1Stopped = true;
     clearTimeout(this.retryTimer);
     for (const slot of this.slots.values()) slot.active?.controller.abort(new R2d1Error('TIMEOUT', 'courier closed'));
     this.backends.store.close();
@@ -310,6 +319,7 @@ export class Courier {
     }
     const hash = sha256(text);
     const slot = this.slotFor(name);
+    if (hash === slot.wanted?.sidecarHash || hash === slot.committedHash) this.sidecarProblems.delete(name);
     if (hash === slot.wanted?.sidecarHash) return;
     if (hash === slot.committedHash) {
       // The disk went back to what is committed: nothing newer to ship.
@@ -438,7 +448,8 @@ export class Courier {
     const { sidecar } = wanted;
     const folder = join(this.dir, name);
     const files = await listCheckpointFiles(folder);
-    const missing = (sidecar.files ?? []).filter((f) => !files.some((file) => file.relative === f));
+    const onDisk = new Set(files.map((file) => file.relative.normalize('NFC')));
+    const missing = (sidecar.files ?? []).filter((f) => !onDisk.has(f)); // parseSidecar gives NFC names
     if (missing.length > 0) {
       throw new R2d1Error('CHANGED', `${name}.json lists ${missing.map((m) => JSON.stringify(m)).join(', ')} but ${name}/ does not contain it`, {
         hint: 'write every file of the checkpoint before its sidecar',
@@ -542,7 +553,7 @@ export class Courier {
         const delay = backoffDelay(failures, { baseDelayMs: this.tuning.retryBaseMs, maxDelayMs: this.tuning.retryMaxMs });
         this.logger.warn(`D1 row for ${name} not written yet (${describeError(err)}); retrying in ${(delay / 1000).toFixed(1)}s`);
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
-        if (this.mode === 'stopped' && failures > this.tuning.shipAttempts) return;
+        if (this.d1Stopped) return;
       }
     }
   }

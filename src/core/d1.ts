@@ -126,7 +126,10 @@ export class D1Client {
 }
 
 function causeMessage(err: unknown): string {
-  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError') return 'request timed out';
-  return e?.cause?.code ?? e?.cause?.message ?? e?.message ?? String(err);
+  const inner = e?.cause ?? e;
+  const code = inner?.code ?? e?.code;
+  const message = inner?.message ?? e?.message ?? String(err);
+  return code && !message.includes(code) ? `${code} ${message}` : message;
 }

@@ -146,7 +146,7 @@ export class Fetcher {
     }
     await writeAtomic(join(dest, `${manifest.name}.json`), manifest.sidecar);
     const files = await Promise.all(
-      manifest.files.map(async (f) => ({ path: f.path, size: f.size, mtimeMs: (await stat(join(localDir, f.path))).mtimeMs })),
+      manifest.files.map(async (f) => ({ path: f.path, size: f.size, mtimeMs: (await stat(localPathUnder(localDir, f.path, 'file'))).mtimeMs })),
     );
     await writeAtomic(recordPath, JSON.stringify({ version: manifest.version, files } satisfies LandedRecord));
     this.logger.info(`pulled ${manifest.name} epoch ${manifest.epoch} into ${localDir}: ${manifest.files.length} files verified (SHA-256)`);
@@ -180,7 +180,7 @@ export class Fetcher {
       const record = JSON.parse(await readFile(recordPath, 'utf8')) as LandedRecord;
       if (record.version !== manifest.version || record.files.length !== manifest.files.length) return false;
       for (const f of record.files) {
-        const info = await stat(join(localDir, f.path));
+        const info = await stat(localPathUnder(localDir, f.path, 'file'));
         if (info.size !== f.size || info.mtimeMs !== f.mtimeMs) return false;
       }
       return true;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { R2d1Error } from './errors.js';
@@ -16,9 +16,11 @@ const TEMP_MARK = '.r2d1-part-';
  */
 export class FileStore implements ObjectStore {
   readonly description: string;
+  private readonly root: string;
 
-  constructor(private readonly root: string) {
-    this.description = `file://${root}`;
+  constructor(root: string) {
+    this.root = resolve(root); // no trailing slash: keys are judged against root + sep
+    this.description = `file://${this.root}`;
   }
 
   private path(key: string): string {

@@ -41,7 +41,11 @@ export async function withRetry<T>(
     signal?: AbortSignal;
   } = {},
 ): Promise<T> {
-  const policy = { ...DEFAULT_RETRY, ...opts };
+  const policy: RetryPolicy = {
+    attempts: opts.attempts ?? DEFAULT_RETRY.attempts,
+    baseDelayMs: opts.baseDelayMs ?? DEFAULT_RETRY.baseDelayMs,
+    maxDelayMs: opts.maxDelayMs ?? DEFAULT_RETRY.maxDelayMs,
+  };
   const retryable = opts.retryable ?? isRetryable;
   const wait = opts.sleep ?? sleep;
   for (let attempt = 0; ; attempt++) {
