@@ -10,6 +10,7 @@ import { Pool, forEachAbortable } from './pool.js';
 import { backoffDelay } from './retry.js';
 import { parseSidecar, sha256, type Sidecar } from './sidecar.js';
 import { openBackends, type Backends } from './backends.js';
+import { DEFAULT_S3_TUNING } from './s3Store.js';
 import { uploadFile, type Progress } from './transfer.js';
 
 export interface WatchOptions {
@@ -47,6 +48,12 @@ export interface ShipReport {
 export interface CourierTuning {
   /** Files uploaded at once, across all slots. */
   fileConcurrency: number;
+  /**
+   * Of those, files above `bigFileBytes` uploaded at once: each holds up to (parts in flight + 1) ×
+   * part size in memory, so this bounds the courier's memory whatever the folder holds.
+   */
+  bigFileConcurrency: number;
+  bigFileBytes: number;
   /** Attempts at one checkpoint before it counts as failed (it is still retried while watching). */
   shipAttempts: number;
   retryBaseMs: number;
@@ -60,6 +67,8 @@ const D1_GRACE_MS = 5_000;
 
 export const DEFAULT_COURIER_TUNING: CourierTuning = {
   fileConcurrency: 8,
+  bigFileConcurrency: 2,
+  bigFileBytes: DEFAULT_S3_TUNING.partSize,
   shipAttempts: 5,
   retryBaseMs: 500,
   retryMaxMs: 30_000,
@@ -103,6 +112,7 @@ export class Courier {
   private readonly clock: () => number;
   private readonly tuning: CourierTuning;
   private readonly filePool: Pool;
+  private readonly bigFilePool: Pool;
   private readonly onProgress?: Progress;
 
   private dir = '';
@@ -134,6 +144,7 @@ export class Courier {
     this.clock = opts.clock ?? Date.now;
     this.tuning = { ...DEFAULT_COURIER_TUNING, ...opts.tuning };
     this.filePool = new Pool(this.tuning.fileConcurrency);
+    this.bigFilePool = new Pool(this.tuning.bigFileConcurrency);
     this.onProgress = opts.onProgress;
     this.catalog = new Catalog(backends.store, backends.d1, this.logger);
   }
@@ -461,10 +472,9 @@ export class Courier {
     const uploaded: Manifest['files'] = [];
     try {
       await forEachAbortable(files, this.filePool, signal, async (file, fileSignal) => {
-        const { size, sha256: hash } = await uploadFile(this.backends.store, prefix + file.relative, file.path, {
-          signal: fileSignal,
-          onProgress: this.onProgress,
-        });
+        const upload = () =>
+          uploadFile(this.backends.store, prefix + file.relative, file.path, { signal: fileSignal, onProgress: this.onProgress });
+        const { size, sha256: hash } = file.size > this.tuning.bigFileBytes ? await this.bigFilePool.run(upload) : await upload();
         uploaded.push({ path: file.relative, size, sha256: hash });
       });
       signal.throwIfAborted();
@@ -580,6 +590,7 @@ interface LocalFile {
   path: string;
   /** Path inside the checkpoint folder, "/"-separated: the key suffix and the manifest path. */
   relative: string;
+  size: number;
 }
 
 /**
@@ -608,7 +619,7 @@ export async function listCheckpointFiles(folder: string): Promise<LocalFile[]> 
         info = await stat(path);
       }
       if (info.isDirectory()) await walk(path);
-      else if (info.isFile()) files.push({ path, relative: relative(folder, path).split(sep).join('/') });
+      else if (info.isFile()) files.push({ path, relative: relative(folder, path).split(sep).join('/'), size: info.size });
     }
   };
   await walk(folder);
