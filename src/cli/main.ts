@@ -7,12 +7,13 @@ import { R2d1Error, describeError } from '../core/errors.js';
 import { Fetcher, type FetchInfo } from '../core/fetcher.js';
 import { checkSegment } from '../core/keys.js';
 import { consoleLogger, type Logger } from '../core/logger.js';
+import { controlFiles, readFlushRequest, writeJsonAtomic } from '../core/control.js';
 import { ProgressMeter } from './progress.js';
 
 const USAGE = `r2d1: checkpoint courier for Cloudflare R2 + D1
 
 usage:
-  r2d1 watch DIR --job-id ID [--poll-every S] [--keep N] [--timeout S]
+  r2d1 watch DIR --job-id ID [--poll-every S] [--keep N] [--timeout S] [--state-dir DIR]
   r2d1 ship DIR --job-id ID [--keep N] [--timeout S]
   r2d1 pull URI --dest DIR [--force]
   r2d1 run [--pull URI --dest DIR] --watch DIR --job-id ID [--poll-every S] [--keep N] [--timeout S] -- CMD [ARGS...]
@@ -26,6 +27,7 @@ configuration: R2D1_* environment variables or a .env file; see \`r2d1 secrets\`
 
 const OPTIONS = {
   'job-id': { type: 'string' },
+  'state-dir': { type: 'string' },
   'poll-every': { type: 'string' },
   keep: { type: 'string' },
   timeout: { type: 'string' },
@@ -202,11 +204,17 @@ function nextSignal(): Promise<NodeJS.Signals> {
 async function watch(env: Env, logger: Logger, dir: string, values: Values, out: Out): Promise<number> {
   const { courier, meter } = courierFrom(env, logger);
   try {
-    await courier.watch(dir, { jobId: jobIdOf(values), pollEvery: numberOption(values, 'poll-every', 30), keep: numberOption(values, 'keep', 1, true) });
+    const jobId = jobIdOf(values);
+    const stateDir = values['state-dir'];
+    await courier.watch(dir, { jobId, pollEvery: numberOption(values, 'poll-every', 30), keep: numberOption(values, 'keep', 1, true) });
+    if (stateDir) await writeJsonAtomic(controlFiles(stateDir).info, { pid: process.pid, dir, jobId, startedAt: new Date().toISOString() });
     const signal = await nextSignal();
-    logger.info(`${signal}: flushing before exit`);
-    const report = await courier.flush({ timeout: numberOption(values, 'timeout', 300) });
+    const requested = stateDir ? (await readFlushRequest(stateDir))?.timeout : undefined;
+    const timeout = requested ?? numberOption(values, 'timeout', 300);
+    logger.info(`${signal}: flushing before exit (up to ${timeout}s)`);
+    const report = await courier.flush({ timeout });
     meter.done();
+    if (stateDir) await writeJsonAtomic(controlFiles(stateDir).report, report);
     out(report, describeReport(report));
     return report.ok ? 0 : 1;
   } finally {

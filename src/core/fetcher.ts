@@ -9,6 +9,7 @@ import { findCollision, localPathUnder } from './keys.js';
 import { parseR2Uri, type Manifest } from './layout.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { Pool, forEachAbortable } from './pool.js';
+import { sha256 } from './sidecar.js';
 import type { ObjectInfo } from './store.js';
 import { downloadFile, hashFile, type Progress } from './transfer.js';
 
@@ -110,6 +111,29 @@ export class Fetcher {
         this.logger.info(`${found.manifest.prefix} was replaced while it was pulled; resolving ${uri} again`);
       }
     }
+  }
+
+  /**
+   * What `pull(uri)` would fetch, without fetching it: a fingerprint of the remote content (the
+   * committed version for checkpoints; keys, sizes and ETags for prefixes) and the local paths a pull
+   * into `dest` writes. For caches keyed by remote content.
+   */
+  async resolve(uri: string, dest: string): Promise<{ found: boolean; fingerprint: string; paths: string[] }> {
+    const target = parseR2Uri(uri);
+    const root = resolve(dest);
+    if (target.kind === 'prefix') {
+      const { objects } = await this.backends.store.list(target.prefix);
+      const listing = objects.map((o) => `${o.key}\t${o.size}\t${o.etag ?? o.lastModified?.getTime() ?? ''}`).join('\n');
+      return { found: objects.length > 0, fingerprint: sha256(listing), paths: [root] };
+    }
+    const found = target.kind === 'latest' ? await this.catalog.latest(target.jobId) : await this.catalog.latestOfSlot(target.jobId, target.name);
+    if (!found) return { found: false, fingerprint: '', paths: [] };
+    const { name, prefix } = found.manifest;
+    return {
+      found: true,
+      fingerprint: sha256(`${prefix}\n${found.manifest.files.map((f) => `${f.path}\t${f.size}\t${f.sha256}`).join('\n')}`),
+      paths: [localPathUnder(root, name, 'checkpoint name'), join(root, `${name}.json`), join(root, STATE_DIR, `${name}.json`)],
+    };
   }
 
   close(): void {

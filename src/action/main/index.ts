@@ -1,0 +1,3 @@
+import { run } from '../mainImpl.js';
+
+await run();

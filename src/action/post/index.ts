@@ -1,0 +1,3 @@
+import { run } from '../postImpl.js';
+
+await run();
