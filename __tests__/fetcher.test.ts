@@ -12,9 +12,11 @@ import {
   silentLogger,
   type Backends,
   type FetcherTuning,
+  type Logger,
   type ShipReport,
 } from '../src/index.js';
 import {
+  capturingLogger,
   closeS3,
   deadUrl,
   getObject,
@@ -48,8 +50,8 @@ async function tempDir(prefix = 'r2d1-fetch-'): Promise<string> {
   return dir;
 }
 
-function fetcherOn(backends: Backends = openCore(), tuning: Partial<FetcherTuning> = {}): Fetcher {
-  const fetcher = new Fetcher(backends, { logger: silentLogger, tuning });
+function fetcherOn(backends: Backends = openCore(), tuning: Partial<FetcherTuning> = {}, logger: Logger = silentLogger): Fetcher {
+  const fetcher = new Fetcher(backends, { logger, tuning });
   cleanups.push(() => fetcher.close());
   return fetcher;
 }
@@ -255,16 +257,24 @@ describe('Fetcher: checkpoints', () => {
     const victim = `${newest.manifest.prefix}model.bin`;
     await putObject(victim, randomFile(50_000)); // same size, other bytes
 
-    for (const uri of [`r2://jobs/${job}/slot_1`, `r2://jobs/${job}/latest`]) {
-      const dest = await tempDir('r2d1-dest-');
-      const err = await rejection(fetcherOn().pull(uri, { dest }));
-      expect(err.code).toBe('VERIFY');
-      expect(err.message).toContain(victim);
-      // Nothing put in place: no slot folder, no sidecar, no temp dirs; only the (empty of temps) state dir.
-      const tree = await listTree(dest);
-      expect(tree.filter((e) => e === '.r2d1/' || !e.startsWith('.r2d1/'))).toEqual(['.r2d1/']);
-      expect(tree.filter((e) => /tmp|old/.test(e))).toEqual([]);
-    }
+    // The slot has no other version: the pull refuses.
+    const dest = await tempDir('r2d1-dest-');
+    const err = await rejection(fetcherOn().pull(`r2://jobs/${job}/slot_1`, { dest }));
+    expect(err.code).toBe('VERIFY');
+    expect(err.message).toContain(victim);
+    // Nothing put in place: no slot folder, no sidecar, no temp dirs; only the (empty of temps) state dir.
+    const tree = await listTree(dest);
+    expect(tree.filter((e) => e === '.r2d1/' || !e.startsWith('.r2d1/'))).toEqual(['.r2d1/']);
+    expect(tree.filter((e) => /tmp|old/.test(e))).toEqual([]);
+
+    // latest falls back to the newest version that verifies (slot_0, epoch 1), saying why; slot_1's
+    // corrupt files never land.
+    const logger = capturingLogger();
+    const fallbackDest = await tempDir('r2d1-dest-');
+    const info = await fetcherOn(openCore(rigEnv()), {}, logger).pull(`r2://jobs/${job}/latest`, { dest: fallbackDest });
+    expect([info.found, info.name, info.epoch]).toEqual([true, 'slot_0', 1]);
+    expect(logger.warnings().some((w) => w.includes(victim))).toBe(true);
+    expect((await listTree(fallbackDest)).filter((e) => e.startsWith('slot_1'))).toEqual([]);
 
     // The newest manifest is not JSON any more: latest falls back to the older checkpoint of the other slot.
     await putObject(newest.key, 'this is {not json');

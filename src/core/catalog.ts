@@ -104,22 +104,24 @@ export class Catalog {
    * D1 lags the bucket after a D1 outage (rows still pending) or an R2-only ship, and resuming from
    * an older checkpoint than the newest committed one would silently lose training progress.
    */
-  async latest(jobId: string): Promise<CommittedCheckpoint | undefined> {
+  async latest(jobId: string, skip: ReadonlySet<string> = new Set()): Promise<CommittedCheckpoint | undefined> {
     const rows = await this.d1Rows(jobId);
     const listed = await this.candidates(jobId);
     const fromD1 = (rows ?? [])
       .map((row) => refFromPrefix(jobId, row.name, row.r2_prefix))
       .filter((ref): ref is VersionRef => ref !== undefined && (!listed[0] || compareLatestFirst(ref, listed[0]) <= 0));
-    for (const ref of [...fromD1, ...listed]) {
-      const found = await this.tryManifest(ref);
-      if (found) return found;
-    }
-    return undefined;
+    return this.firstReadable([...fromD1, ...listed], skip);
   }
 
   /** The newest committed version of one slot that reads and checks. */
-  async latestOfSlot(jobId: string, name: string): Promise<CommittedCheckpoint | undefined> {
-    for (const ref of (await this.versions(jobId, name)).committed) {
+  async latestOfSlot(jobId: string, name: string, skip: ReadonlySet<string> = new Set()): Promise<CommittedCheckpoint | undefined> {
+    return this.firstReadable((await this.versions(jobId, name)).committed, skip);
+  }
+
+  /** The first version (not in `skip`) whose manifest reads and checks. */
+  private async firstReadable(refs: VersionRef[], skip: ReadonlySet<string>): Promise<CommittedCheckpoint | undefined> {
+    for (const ref of refs) {
+      if (skip.has(ref.version)) continue;
       const found = await this.tryManifest(ref);
       if (found) return found;
     }

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { openBackends, type Backends } from './backends.js';
 import { Catalog, type CommittedCheckpoint } from './catalog.js';
 import { loadConfig, withDotEnv, type Env } from './config.js';
-import { R2d1Error } from './errors.js';
+import { R2d1Error, describeError } from './errors.js';
 import { findCollision, localPathUnder } from './keys.js';
 import { parseR2Uri, type Manifest } from './layout.js';
 import { consoleLogger, type Logger } from './logger.js';
@@ -54,8 +54,8 @@ export const DEFAULT_FETCHER_TUNING: FetcherTuning = {
   bigFileConcurrency: 2,
 };
 
-/** Pull attempts when the version being read is replaced under us (the courier deleted it). */
-const RESOLVE_ATTEMPTS = 3;
+/** Versions tried, newest first, before a pull gives up (each one deleted or broken under us). */
+const MAX_VERSIONS_TRIED = 10;
 /** Bookkeeping beside the pulled folders: temp downloads and what was verified. */
 const STATE_DIR = '.r2d1';
 
@@ -99,18 +99,32 @@ export class Fetcher {
     const target = parseR2Uri(uri);
     const dest = resolve(opts.dest);
     if (target.kind === 'prefix') return this.mirror(uri, target.prefix, dest, opts.force ?? false);
-    for (let attempt = 1; ; attempt++) {
+    // A version can turn out unusable while it is pulled: deleted by the courier (a newer one was
+    // committed), or a file missing or corrupt in the bucket. Then the next newest one is tried.
+    const unusable = new Set<string>();
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= MAX_VERSIONS_TRIED; attempt++) {
       const found =
-        target.kind === 'latest' ? await this.catalog.latest(target.jobId) : await this.catalog.latestOfSlot(target.jobId, target.name);
-      if (!found) return { found: false, source: uri, localDir: dest, cached: false, bytes: 0, files: 0, downloaded: 0 };
+        target.kind === 'latest'
+          ? await this.catalog.latest(target.jobId, unusable)
+          : await this.catalog.latestOfSlot(target.jobId, target.name, unusable);
+      if (!found) break;
       try {
         return await this.land(uri, found, dest, opts.force ?? false);
       } catch (err) {
-        // The courier may delete a version as it is read (a newer one was committed): look again.
-        if (!(err instanceof R2d1Error && err.code === 'NOT_FOUND') || attempt >= RESOLVE_ATTEMPTS) throw err;
-        this.logger.info(`${found.manifest.prefix} was replaced while it was pulled; resolving ${uri} again`);
+        if (!(err instanceof R2d1Error && (err.code === 'NOT_FOUND' || err.code === 'VERIFY'))) throw err;
+        unusable.add(found.ref.version);
+        lastError = err;
+        this.logger.warn(`${found.manifest.prefix} cannot be pulled (${describeError(err)}); trying the next newest committed version`);
       }
     }
+    // Committed versions exist but none could be pulled: an error, never a fresh start.
+    if (lastError) throw lastError;
+    return { found: false, source: uri, localDir: dest, cached: false, bytes: 0, files: 0, downloaded: 0 };
+  }
+
+  close(): void {
+    this.backends.store.close();
   }
 
   /**
@@ -134,10 +148,6 @@ export class Fetcher {
       fingerprint: sha256(`${prefix}\n${found.manifest.files.map((f) => `${f.path}\t${f.size}\t${f.sha256}`).join('\n')}`),
       paths: [localPathUnder(root, name, 'checkpoint name'), join(root, `${name}.json`), join(root, STATE_DIR, `${name}.json`)],
     };
-  }
-
-  close(): void {
-    this.backends.store.close();
   }
 
   private async land(source: string, { manifest }: CommittedCheckpoint, dest: string, force: boolean): Promise<FetchInfo> {
