@@ -151,6 +151,8 @@ describe('parseR2Uri', () => {
     ['r2://../etc', /\.\./],
     ['r2:///abs', /absolute/],
     ['r2://a//b', /empty/],
+    // A branch-name job id: as a plain prefix it would silently read as a fresh start.
+    ['r2://jobs/feature/x/latest', /job id "feature\/x" contains "\/"/],
   ])('refuses %j, naming the expected forms', (uri, why) => {
     const err = thrown(() => parseR2Uri(uri));
     expect(err.code).toBe('BAD_INPUT');

@@ -139,6 +139,10 @@ export function parseR2Uri(uri: string): R2Uri {
     throw badUri(err instanceof R2d1Error ? err.message : String(err));
   }
   const parts = path.split('/');
+  if (parts[0] === 'jobs' && parts.length > 3 && parts.at(-1) === 'latest') {
+    // Most likely a job id with a "/" (a branch name): as a plain prefix it would read as a fresh start.
+    throw badUri(`job id ${JSON.stringify(parts.slice(1, -1).join('/'))} contains "/"`);
+  }
   if (parts[0] === 'jobs' && parts.length === 3) {
     const jobId = checkSegment(parts[1], 'job id');
     if (parts[2] === 'latest') return { kind: 'latest', jobId };
