@@ -164,6 +164,19 @@ describe('Fetcher: checkpoints', () => {
     expect(forced).toMatchObject({ cached: false, downloaded: total });
     expect(await hashDir(join(dest, 'slot_0'))).toEqual(local);
     expect(await readFile(join(dest, 'slot_0.json'), 'utf8')).toBe(sidecars.slot_0);
+
+    // Same size, and the landed record agreeing with the file's new mtime (as files and record restored
+    // together from a cache would): only verify's re-hashing sees the change.
+    const configPath = join(dest, 'slot_0', 'config.json');
+    await writeFile(configPath, 'Y'.repeat(size));
+    const recordPath = join(dest, '.r2d1', 'slot_0.json');
+    const record = JSON.parse(await readFile(recordPath, 'utf8')) as { files: { path: string; mtimeMs: number }[] };
+    record.files.find((f) => f.path === 'config.json')!.mtimeMs = (await stat(configPath)).mtimeMs;
+    await writeFile(recordPath, JSON.stringify(record));
+    expect(await fetcher.pull(uri, { dest })).toMatchObject({ cached: true, downloaded: 0 });
+    expect(await fetcher.pull(uri, { dest, verify: true })).toMatchObject({ cached: false, downloaded: total });
+    expect(await hashDir(join(dest, 'slot_0'))).toEqual(local);
+    expect(await fetcher.pull(uri, { dest, verify: true })).toMatchObject({ cached: true, downloaded: 0 });
   });
 
   it('latest is the highest epoch across slots, with D1, without D1, and with D1 unreachable', async () => {

@@ -36,6 +36,11 @@ export interface PullOptions {
   dest: string;
   /** Download even what is on disk and verified. */
   force?: boolean;
+  /**
+   * Re-hash a checkpoint already on disk against the manifest before trusting it, instead of its
+   * recorded sizes and times: for files that arrived another way (restored from a cache).
+   */
+  verify?: boolean;
 }
 
 export interface FetcherTuning {
@@ -110,7 +115,7 @@ export class Fetcher {
           : await this.catalog.latestOfSlot(target.jobId, target.name, unusable);
       if (!found) break;
       try {
-        return await this.land(uri, found, dest, opts.force ?? false);
+        return await this.land(uri, found, dest, opts);
       } catch (err) {
         if (!(err instanceof R2d1Error && (err.code === 'NOT_FOUND' || err.code === 'VERIFY'))) throw err;
         unusable.add(found.ref.version);
@@ -150,7 +155,7 @@ export class Fetcher {
     };
   }
 
-  private async land(source: string, { manifest }: CommittedCheckpoint, dest: string, force: boolean): Promise<FetchInfo> {
+  private async land(source: string, { manifest }: CommittedCheckpoint, dest: string, opts: PullOptions): Promise<FetchInfo> {
     const localDir = localPathUnder(dest, manifest.name, 'checkpoint name');
     const info: FetchInfo = {
       found: true,
@@ -166,7 +171,7 @@ export class Fetcher {
       key: manifest.prefix,
     };
     const recordPath = join(dest, STATE_DIR, `${manifest.name}.json`);
-    if (!force && (await this.isLanded(recordPath, localDir, manifest))) {
+    if (!opts.force && (await this.isLanded(recordPath, localDir, manifest, opts.verify ?? false))) {
       this.logger.info(`${manifest.name} epoch ${manifest.epoch} is already in ${localDir} and unchanged; nothing to download`);
       return { ...info, cached: true };
     }
@@ -208,14 +213,22 @@ export class Fetcher {
     return bytes;
   }
 
-  /** Landed before, and every file still has the size and mtime it had when it was verified. */
-  private async isLanded(recordPath: string, localDir: string, manifest: Manifest): Promise<boolean> {
+  /**
+   * Landed before, and every file still has the size and mtime it had when it was verified (or,
+   * with `rehash`, the manifest's SHA-256).
+   */
+  private async isLanded(recordPath: string, localDir: string, manifest: Manifest, rehash: boolean): Promise<boolean> {
     try {
       const record = JSON.parse(await readFile(recordPath, 'utf8')) as LandedRecord;
       if (record.version !== manifest.version || record.files.length !== manifest.files.length) return false;
       for (const f of record.files) {
         const info = await stat(localPathUnder(localDir, f.path, 'file'));
         if (info.size !== f.size || info.mtimeMs !== f.mtimeMs) return false;
+      }
+      if (rehash) {
+        for (const f of manifest.files) {
+          if ((await hashFile(localPathUnder(localDir, f.path, 'file'))) !== f.sha256) return false;
+        }
       }
       return true;
     } catch {
