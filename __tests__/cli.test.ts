@@ -610,7 +610,7 @@ for (const spec of list.split(',')) {
   fs.writeFileSync(path.join(dir, name, 'sub', 'opt.bin'), crypto.randomBytes(1000));
   fs.writeFileSync(path.join(dir, name + '.json'), JSON.stringify({ name, epoch: Number(epoch), timestamp: Date.now() / 1000, files: ['weights.bin', 'sub/opt.bin'], metadata: {} }));
 }
-process.stderr.write('train: done\\n');
+process.stderr.write('train: done; r2d1 variables seen: ' + Object.keys(process.env).filter((k) => k.startsWith('R2D1_')).length + '\\n');
 process.exit(Number(code));
 `;
   /** Resuming stand-in: reads the pulled sidecar in argv[1], prints its epoch, writes the next one. */
@@ -637,7 +637,8 @@ fs.writeFileSync(path.join(dir, next + '.json'), JSON.stringify({ name: next, ep
       { env: fullEnv(), cwd, timeoutMs: 40_000 },
     );
     expectExit(result, 0);
-    expect(result.stderr).toContain('train: done');
+    // The command runs without r2d1's credentials in its environment.
+    expect(result.stderr).toContain('train: done; r2d1 variables seen: 0');
     const report = parseJson(result); // the command printed nothing on stdout: stdout is the report alone
     expect(report).toMatchObject({ ok: true, exitCode: 0, failed: [] });
     expect(names(report.shipped)).toEqual(['ck_a', 'ck_b']);

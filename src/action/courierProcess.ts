@@ -40,6 +40,20 @@ export async function startCourier(settings: ActionSettings, readyTimeoutMs = 60
   ];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: settings.env as NodeJS.ProcessEnv });
   closeSync(log);
+  // Cancelled before the courier is ready: nothing is saved for post yet, so stop it here.
+  let ready = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (ready) return; // ready: the step only saves its state and exits
+    try {
+      process.kill(child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    process.stdout.write(`::error::cancelled (${signal}) while the courier was starting; it was stopped\n`);
+    process.exit(1);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   let exited: number | null | undefined;
   child.on('exit', (code) => (exited = code));
   child.unref();
@@ -56,5 +70,6 @@ export async function startCourier(settings: ActionSettings, readyTimeoutMs = 60
     'the courier did not report ready',
     `see its log, ${files.log}`,
   );
+  ready = true;
   return { stateDir, info };
 }

@@ -233,7 +233,9 @@ async function runTraining(env: Env, logger: Logger, values: Values, command: st
   try {
     await courier.watch(dir, { jobId, pollEvery: numberOption(values, 'poll-every', 30), keep: numberOption(values, 'keep', 1, true) });
     // With --json, stdout carries only r2d1's result: the command's output goes to stderr.
-    const child = spawn(command[0], command.slice(1), { stdio: ['inherit', values.json ? 2 : 'inherit', 'inherit'], env: process.env });
+    // The training command does not need r2d1's credentials: keep them out of its environment.
+    const childEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('R2D1_')));
+    const child = spawn(command[0], command.slice(1), { stdio: ['inherit', values.json ? 2 : 'inherit', 'inherit'], env: childEnv });
     // The child gets the terminal's signals itself; r2d1 waits for it to exit, then flushes.
     const ignore = () => logger.info('signal received: waiting for the training command to exit, then flushing');
     process.on('SIGINT', ignore);

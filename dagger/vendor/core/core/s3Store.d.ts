@@ -1,0 +1,39 @@
+import { Readable } from 'node:stream';
+import { S3Client } from '@aws-sdk/client-s3';
+import type { R2Settings } from './config.js';
+import type { Listing, ObjectStore } from './store.js';
+export interface S3Tuning {
+    /** Bytes per multipart part; every part but the last has exactly this size, as R2 requires. */
+    partSize: number;
+    /** Parts of one object in flight at once: memory per object is about (partsInFlight + 1) × partSize. */
+    partsInFlight: number;
+    /** Open connections kept for reuse. */
+    maxSockets: number;
+    /** Attempts per request inside the SDK (429, 5xx and network errors). */
+    maxAttempts: number;
+}
+export declare const DEFAULT_S3_TUNING: S3Tuning;
+/** Cloudflare R2, or any S3-compatible server, through the AWS SDK. */
+export declare class S3Store implements ObjectStore {
+    readonly description: string;
+    readonly client: S3Client;
+    private readonly bucket;
+    private readonly tuning;
+    constructor(settings: R2Settings, tuning?: Partial<S3Tuning>);
+    put(key: string, body: Readable | Buffer, size: number, opts?: {
+        signal?: AbortSignal;
+    }): Promise<void>;
+    get(key: string, range?: {
+        start: number;
+        end: number;
+    }, opts?: {
+        signal?: AbortSignal;
+    }): Promise<Readable>;
+    list(prefix: string, opts?: {
+        delimiter?: string;
+    }): Promise<Listing>;
+    delete(keys: readonly string[]): Promise<void>;
+    close(): void;
+    /** SDK errors become R2d1Errors that name the operation and say what to check. */
+    private wrap;
+}

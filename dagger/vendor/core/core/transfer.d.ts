@@ -1,0 +1,31 @@
+import type { ObjectStore } from './store.js';
+export type Progress = (bytes: number) => void;
+export type HashAlgorithm = 'sha256' | 'md5';
+/**
+ * Uploads one local file, hashing it in the same pass. A file that is modified or replaced
+ * while it is read is detected (size, mtime, inode, bytes read) and the upload reported as CHANGED.
+ */
+export declare function uploadFile(store: ObjectStore, key: string, path: string, opts?: {
+    signal?: AbortSignal;
+    onProgress?: Progress;
+}): Promise<{
+    size: number;
+    sha256: string;
+}>;
+export interface DownloadOptions {
+    signal?: AbortSignal;
+    onProgress?: Progress;
+    /** Objects larger than this are fetched as parallel ranged parts of this size. */
+    partSize: number;
+    partsInFlight: number;
+    /** sha256 for manifests; md5 to compare with a plain S3 ETag. */
+    algorithm?: HashAlgorithm;
+}
+/**
+ * Downloads `key` (exactly `size` bytes) to `path` and returns its hash, computed while the bytes
+ * arrive. Big objects come as ranged parts in parallel; they are written at their offsets and hashed
+ * in order, with at most `partsInFlight` parts held in memory.
+ */
+export declare function downloadFile(store: ObjectStore, key: string, size: number, path: string, opts: DownloadOptions): Promise<string>;
+/** Hash of a local file (to check what is already on disk). */
+export declare function hashFile(path: string, algorithm?: HashAlgorithm): Promise<string>;
