@@ -23,6 +23,12 @@ export interface SlotVersions {
   uncommitted: VersionRef[];
 }
 
+/** How `latest` reads: versions to pass over, and where to collect the broken manifests it skipped. */
+export interface ReadOptions {
+  skip?: ReadonlySet<string>;
+  problems?: R2d1Error[];
+}
+
 /** A committed checkpoint as `ls` and `latest` report it. */
 export interface CommittedCheckpoint {
   ref: VersionRef;
@@ -104,36 +110,39 @@ export class Catalog {
    * D1 lags the bucket after a D1 outage (rows still pending) or an R2-only ship, and resuming from
    * an older checkpoint than the newest committed one would silently lose training progress.
    */
-  async latest(jobId: string, skip: ReadonlySet<string> = new Set()): Promise<CommittedCheckpoint | undefined> {
+  async latest(jobId: string, opts: ReadOptions = {}): Promise<CommittedCheckpoint | undefined> {
     const rows = await this.d1Rows(jobId);
     const listed = await this.candidates(jobId);
     const fromD1 = (rows ?? [])
       .map((row) => refFromPrefix(jobId, row.name, row.r2_prefix))
       .filter((ref): ref is VersionRef => ref !== undefined && (!listed[0] || compareLatestFirst(ref, listed[0]) <= 0));
-    return this.firstReadable([...fromD1, ...listed], skip);
+    return this.firstReadable([...fromD1, ...listed], opts);
   }
 
   /** The newest committed version of one slot that reads and checks. */
-  async latestOfSlot(jobId: string, name: string, skip: ReadonlySet<string> = new Set()): Promise<CommittedCheckpoint | undefined> {
-    return this.firstReadable((await this.versions(jobId, name)).committed, skip);
+  async latestOfSlot(jobId: string, name: string, opts: ReadOptions = {}): Promise<CommittedCheckpoint | undefined> {
+    return this.firstReadable((await this.versions(jobId, name)).committed, opts);
   }
 
   /** The first version (not in `skip`) whose manifest reads and checks. */
-  private async firstReadable(refs: VersionRef[], skip: ReadonlySet<string>): Promise<CommittedCheckpoint | undefined> {
+  private async firstReadable(refs: VersionRef[], opts: ReadOptions): Promise<CommittedCheckpoint | undefined> {
     for (const ref of refs) {
-      if (skip.has(ref.version)) continue;
-      const found = await this.tryManifest(ref);
+      if (opts.skip?.has(ref.version)) continue;
+      const found = await this.tryManifest(ref, opts.problems);
       if (found) return found;
     }
     return undefined;
   }
 
-  private async tryManifest(ref: VersionRef): Promise<CommittedCheckpoint | undefined> {
+  private async tryManifest(ref: VersionRef, problems?: R2d1Error[]): Promise<CommittedCheckpoint | undefined> {
     try {
       return { ref, manifest: await this.readManifest(ref) };
     } catch (err) {
       if (err instanceof R2d1Error && (err.code === 'NOT_FOUND' || err.code === 'VERIFY' || err.code === 'UNSAFE_KEY')) {
-        if (err.code !== 'NOT_FOUND') this.logger.warn(`skipping ${manifestKey(ref)}: ${describeError(err)}`);
+        if (err.code !== 'NOT_FOUND') {
+          this.logger.warn(`skipping ${manifestKey(ref)}: ${describeError(err)}`);
+          problems?.push(err);
+        }
         return undefined;
       }
       throw err;

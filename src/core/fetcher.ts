@@ -107,12 +107,14 @@ export class Fetcher {
     // A version can turn out unusable while it is pulled: deleted by the courier (a newer one was
     // committed), or a file missing or corrupt in the bucket. Then the next newest one is tried.
     const unusable = new Set<string>();
+    const problems: R2d1Error[] = [];
     let lastError: unknown;
     for (let attempt = 1; attempt <= MAX_VERSIONS_TRIED; attempt++) {
+      const read = { skip: unusable, problems };
       const found =
         target.kind === 'latest'
-          ? await this.catalog.latest(target.jobId, unusable)
-          : await this.catalog.latestOfSlot(target.jobId, target.name, unusable);
+          ? await this.catalog.latest(target.jobId, read)
+          : await this.catalog.latestOfSlot(target.jobId, target.name, read);
       if (!found) break;
       try {
         return await this.land(uri, found, dest, opts);
@@ -123,8 +125,8 @@ export class Fetcher {
         this.logger.warn(`${found.manifest.prefix} cannot be pulled (${describeError(err)}); trying the next newest committed version`);
       }
     }
-    // Committed versions exist but none could be pulled: an error, never a fresh start.
-    if (lastError) throw lastError;
+    // Committed versions exist but none could be pulled, or only broken manifests: an error, never a fresh start.
+    if (lastError ?? problems[0]) throw lastError ?? problems[0];
     return { found: false, source: uri, localDir: dest, cached: false, bytes: 0, files: 0, downloaded: 0 };
   }
 
