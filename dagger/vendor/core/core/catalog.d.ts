@@ -1,4 +1,5 @@
 import type { D1Client, CheckpointRow } from './d1.js';
+import { R2d1Error } from './errors.js';
 import { type Manifest, type VersionRef } from './layout.js';
 import type { Logger } from './logger.js';
 import { type ObjectStore } from './store.js';
@@ -7,6 +8,11 @@ export interface SlotVersions {
     committed: VersionRef[];
     /** Version folders without a manifest: uploads in progress, or left by a crash. */
     uncommitted: VersionRef[];
+}
+/** How `latest` reads: versions to pass over, and where to collect the broken manifests it skipped. */
+export interface ReadOptions {
+    skip?: ReadonlySet<string>;
+    problems?: R2d1Error[];
 }
 /** A committed checkpoint as `ls` and `latest` report it. */
 export interface CommittedCheckpoint {
@@ -39,9 +45,9 @@ export declare class Catalog {
      * D1 lags the bucket after a D1 outage (rows still pending) or an R2-only ship, and resuming from
      * an older checkpoint than the newest committed one would silently lose training progress.
      */
-    latest(jobId: string, skip?: ReadonlySet<string>): Promise<CommittedCheckpoint | undefined>;
+    latest(jobId: string, opts?: ReadOptions): Promise<CommittedCheckpoint | undefined>;
     /** The newest committed version of one slot that reads and checks. */
-    latestOfSlot(jobId: string, name: string, skip?: ReadonlySet<string>): Promise<CommittedCheckpoint | undefined>;
+    latestOfSlot(jobId: string, name: string, opts?: ReadOptions): Promise<CommittedCheckpoint | undefined>;
     /** The first version (not in `skip`) whose manifest reads and checks. */
     private firstReadable;
     private tryManifest;
