@@ -224,7 +224,7 @@ describe('a hostile remote', () => {
         () => 'pulled',
         (err: unknown) => (err instanceof R2d1Error ? `${err.code}: ${err.message}` : String(err)),
       );
-    tally('remote', `dataset prefix with ${name}`, outcome.startsWith('UNSAFE_KEY') && (await listTree(cwd)).length === 0 ? 'committed' : 'corrupted', { outcome: outcome.slice(0, 100) });
+    tally('remote', `dataset prefix with ${name}`, outcome.startsWith('UNSAFE_KEY') && (await listTree(cwd)).length === 0 ? 'committed' : 'corrupted', { result: outcome.slice(0, 100) });
     expect(outcome).toMatch(/^UNSAFE_KEY: /);
     expect(outcome).toMatch(error);
     expect(await listTree(cwd)).toEqual([]);

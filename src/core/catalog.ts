@@ -15,6 +15,8 @@ import {
 } from './layout.js';
 import type { Logger } from './logger.js';
 import { readAll, type ObjectStore } from './store.js';
+import { withRetry } from './retry.js';
+import { isCutShort } from './transfer.js';
 
 export interface SlotVersions {
   /** Versions with a manifest, newest first (slot order). */
@@ -64,7 +66,18 @@ export class Catalog {
   }
 
   async readManifest(ref: VersionRef): Promise<Manifest> {
-    const text = (await readAll(await this.store.get(manifestKey(ref)))).toString('utf8');
+    // A body cut mid-stream is read again (the SDK retries only until the headers arrive).
+    const text = await withRetry(
+      async () => {
+        const body = await this.store.get(manifestKey(ref));
+        try {
+          return (await readAll(body)).toString('utf8');
+        } catch (err) {
+          throw new R2d1Error('STORE', `reading ${manifestKey(ref)} was cut: ${describeError(err)}`, { retryable: true, cause: err });
+        }
+      },
+      { baseDelayMs: 200, retryable: isCutShort },
+    );
     return parseManifest(text, ref);
   }
 

@@ -135,6 +135,7 @@ export class Courier {
   /** watching: events and polls start ships; flushing: no new events, bounded attempts; stopped: nothing starts. */
   private mode: 'idle' | 'watching' | 'flushing' | 'stopped' = 'idle';
   private d1RowsAtStart?: ReturnType<Catalog['d1Rows']>;
+  private readonly d1BehindChecks: Promise<void>[] = [];
 
   constructor(
     private readonly backends: Backends,
@@ -204,7 +205,11 @@ export class Courier {
     // D1 rows get what is left of the timeout, at least a short grace, at most D1_GRACE_MS: the data is
     // committed already, and a row still pending is reported, then written by the next courier.
     const now = this.clock();
-    await this.raceDeadline(this.drainD1(), Math.min(Math.max(deadline, now + 2000), now + D1_GRACE_MS));
+    const d1Work = (async () => {
+      await Promise.allSettled(this.d1BehindChecks);
+      await this.drainD1();
+    })();
+    await this.raceDeadline(d1Work, Math.min(Math.max(deadline, now + 2000), now + D1_GRACE_MS));
     this.d1Stopped = true;
     return this.report(timedOut ? timeout : undefined);
   }
@@ -529,10 +534,12 @@ export class Courier {
   private queueD1IfBehind(manifest: Manifest): void {
     if (!this.backends.d1) return;
     this.d1RowsAtStart ??= this.catalog.d1Rows(this.jobId);
-    void this.d1RowsAtStart.then((rows) => {
-      const row = rows?.find((r) => r.name === manifest.name);
-      if (rows && (!row || row.r2_prefix !== manifest.prefix) && (!row || row.timestamp <= manifest.timestamp)) this.queueD1(manifest);
-    });
+    this.d1BehindChecks.push(
+      this.d1RowsAtStart.then((rows) => {
+        const row = rows?.find((r) => r.name === manifest.name);
+        if (rows && (!row || row.r2_prefix !== manifest.prefix) && (!row || row.timestamp <= manifest.timestamp)) this.queueD1(manifest);
+      }),
+    );
   }
 
   /** The newest commit per slot waits here until D1 accepts it; shipping never waits for D1. */
@@ -611,6 +618,12 @@ export async function listCheckpointFiles(folder: string): Promise<LocalFile[]> 
       let info = await lstat(path);
       if (info.isSymbolicLink()) {
         const target = await realpath(path).catch(() => '');
+        const linkDir = await realpath(dir);
+        if (target && (target === linkDir || linkDir.startsWith(target + sep))) {
+          throw new R2d1Error('SIDECAR', `${relative(folder, path).split(sep).join('/')} in ${folder} is a symlink loop (it points back to a folder that contains it)`, {
+            hint: 'remove the link',
+          });
+        }
         if (!target || (target !== root && !target.startsWith(root + sep))) {
           throw new R2d1Error('SIDECAR', `${path} is a symlink that points outside the checkpoint folder`, {
             hint: 'copy the file into the folder instead of linking to it',

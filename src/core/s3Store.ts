@@ -2,6 +2,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   ListObjectsV2Command,
@@ -23,9 +24,11 @@ export interface S3Tuning {
   maxSockets: number;
   /** Attempts per request inside the SDK (429, 5xx and network errors). */
   maxAttempts: number;
+  /** A request whose connection stays silent this long is abandoned (and retried). */
+  socketTimeoutMs: number;
 }
 
-export const DEFAULT_S3_TUNING: S3Tuning = { partSize: 8 * 1024 * 1024, partsInFlight: 4, maxSockets: 32, maxAttempts: 5 };
+export const DEFAULT_S3_TUNING: S3Tuning = { partSize: 8 * 1024 * 1024, partsInFlight: 4, maxSockets: 32, maxAttempts: 5, socketTimeoutMs: 120_000 };
 const MAX_PARTS = 10_000;
 const MIB = 1024 * 1024;
 
@@ -35,6 +38,8 @@ export class S3Store implements ObjectStore {
   readonly client: S3Client;
   private readonly bucket: string;
   private readonly tuning: S3Tuning;
+  /** Multipart uploads whose abort failed (R2 unreachable then): aborted again after the next success. */
+  private readonly pendingAborts = new Map<string, { Key: string; UploadId: string }>();
 
   constructor(settings: R2Settings, tuning: Partial<S3Tuning> = {}) {
     this.bucket = settings.bucket;
@@ -60,7 +65,7 @@ export class S3Store implements ObjectStore {
         httpAgent: new HttpAgent(agentOptions),
         httpsAgent: new HttpsAgent(agentOptions),
         connectionTimeout: 10_000,
-        socketTimeout: 120_000,
+        socketTimeout: this.tuning.socketTimeoutMs,
       }),
     });
   }
@@ -79,10 +84,24 @@ export class S3Store implements ObjectStore {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await upload.done();
+      if (this.pendingAborts.size > 0) void this.retryAborts();
     } catch (err) {
+      const state = upload as unknown as { uploadId?: string; abortMultipartUploadCommand?: unknown };
+      if (state.uploadId && state.abortMultipartUploadCommand) this.pendingAborts.set(state.uploadId, { Key: key, UploadId: state.uploadId });
       throw this.wrap(err, `upload of ${key}`);
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async retryAborts(): Promise<void> {
+    for (const [id, target] of [...this.pendingAborts]) {
+      try {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, ...target }));
+        this.pendingAborts.delete(id);
+      } catch (err) {
+        if ((err as { name?: string }).name === 'NoSuchUpload') this.pendingAborts.delete(id);
+      }
     }
   }
 
@@ -143,6 +162,13 @@ export class S3Store implements ObjectStore {
     const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number }; code?: string };
     const status = e.$metadata?.httpStatusCode;
     if (e.name === 'AbortError') return err;
+    if (e.name === 'NoSuchUpload') {
+      return new R2d1Error('STORE', `${operation} at ${this.description}: the multipart upload ended under us (NoSuchUpload)`, {
+        hint: 'a lost answer to CompleteMultipartUpload, or an abort; the version is uploaded again',
+        retryable: true,
+        cause: err,
+      });
+    }
     if (e.name === 'NoSuchKey' || (status === 404 && e.name !== 'NoSuchBucket')) {
       return new R2d1Error('NOT_FOUND', `${operation}: ${this.description} has no such object`, { cause: err });
     }

@@ -4,7 +4,8 @@ import { mkdir, open, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { R2d1Error } from './errors.js';
+import { R2d1Error, isRetryable } from './errors.js';
+import { withRetry } from './retry.js';
 import type { ObjectStore } from './store.js';
 
 export type Progress = (bytes: number) => void;
@@ -14,9 +15,13 @@ export type HashAlgorithm = 'sha256' | 'md5';
 class HashTap extends Transform {
   readonly hash;
   bytes = 0;
-  constructor(private readonly onProgress?: Progress, algorithm: HashAlgorithm = 'sha256') {
+  constructor(private readonly onProgress?: Progress, algorithm: HashAlgorithm = 'sha256', private readonly expected?: { size: number; path: string }) {
     super();
     this.hash = createHash(algorithm);
+  }
+  override _flush(done: (err?: Error | null) => void): void {
+    if (this.expected && this.bytes !== this.expected.size) return done(fileChanged(this.expected.path, `read ${this.bytes} of ${this.expected.size} bytes`));
+    done();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
     this.hash.update(chunk);
@@ -44,10 +49,12 @@ export async function uploadFile(
   opts: { signal?: AbortSignal; onProgress?: Progress } = {},
 ): Promise<{ size: number; sha256: string }> {
   const before = await stat(path, { bigint: true });
-  const tap = new HashTap(opts.onProgress);
+  const tap = new HashTap(opts.onProgress, 'sha256', { size: Number(before.size), path });
   const source = createReadStream(path, { highWaterMark: 1024 * 1024, end: before.size === 0n ? undefined : Number(before.size) - 1 });
   const body = source.pipe(tap);
   source.on('error', (err) => body.destroy(err));
+  // A short read fails the body (the uploader sees it); never an unhandled 'error' if it has stopped reading.
+  body.on('error', () => undefined);
   await store.put(key, body, Number(before.size), { signal: opts.signal });
   const after = await stat(path, { bigint: true });
   if (tap.bytes !== Number(before.size)) throw fileChanged(path, `read ${tap.bytes} of ${before.size} bytes`);
@@ -81,10 +88,17 @@ export async function downloadFile(store: ObjectStore, key: string, size: number
     opts.onProgress?.(chunk.length);
   };
   if (size <= opts.partSize) {
-    const tap = new HashTap(opts.onProgress, opts.algorithm);
-    await pipeline(await store.get(key, undefined, { signal: opts.signal }), tap, createWriteStream(path), { signal: opts.signal });
-    if (tap.bytes !== size) throw sizeMismatch(key, size, tap.bytes);
-    return tap.hash.digest('hex');
+    return withRetry(
+      async () => {
+        const tap = new HashTap(opts.onProgress, opts.algorithm);
+        await pipeline(await store.get(key, undefined, { signal: opts.signal }), tap, createWriteStream(path), { signal: opts.signal }).catch((err) => {
+          throw cut(key, err);
+        });
+        if (tap.bytes !== size) throw sizeMismatch(key, size, tap.bytes);
+        return tap.hash.digest('hex');
+      },
+      { retryable: isCutShort, signal: opts.signal, baseDelayMs: 200 },
+    );
   }
 
   // A failed part stops the others instead of letting them run on.
@@ -97,13 +111,21 @@ export async function downloadFile(store: ObjectStore, key: string, size: number
     const fetchPart = async (index: number): Promise<Buffer> => {
       const start = index * opts.partSize;
       const end = Math.min(size, start + opts.partSize) - 1;
-      const chunks: Buffer[] = [];
-      for await (const chunk of await store.get(key, { start, end }, { signal })) {
-        chunks.push(chunk as Buffer);
-        count(chunk as Buffer);
-      }
-      const data = Buffer.concat(chunks);
-      if (data.length !== end - start + 1) throw sizeMismatch(`${key} bytes ${start}-${end}`, end - start + 1, data.length);
+      const data = await withRetry(
+        async () => {
+          const chunks: Buffer[] = [];
+          try {
+            for await (const chunk of await store.get(key, { start, end }, { signal })) chunks.push(chunk as Buffer);
+          } catch (err) {
+            throw cut(key, err);
+          }
+          const part = Buffer.concat(chunks);
+          if (part.length !== end - start + 1) throw sizeMismatch(`${key} bytes ${start}-${end}`, end - start + 1, part.length);
+          return part;
+        },
+        { retryable: isCutShort, signal, baseDelayMs: 200 },
+      );
+      count(data);
       await file.write(data, 0, data.length, start);
       return data;
     };
@@ -130,6 +152,19 @@ export async function downloadFile(store: ObjectStore, key: string, size: number
   if (received !== size) throw sizeMismatch(key, size, received);
   return hash.digest('hex');
 }
+
+/** A body cut mid-stream (reset, truncated answer): retryable, named after the object. */
+const cut = (key: string, err: unknown) =>
+  err instanceof R2d1Error || (err as { name?: string })?.name === 'AbortError'
+    ? err
+    : new R2d1Error('STORE', `download of ${key} was cut: ${(err as Error)?.message ?? String(err)}`, {
+        hint: 'the connection broke mid-transfer; r2d1 retries',
+        retryable: isRetryable(err) || /aborted|premature close/i.test(String((err as Error)?.message)),
+        cause: err,
+      });
+
+/** Only a body cut short is retried here: the SDK already retried the request itself. */
+export const isCutShort = (err: unknown) => err instanceof R2d1Error && err.retryable && (err.code === 'VERIFY' || / was cut: /.test(err.message));
 
 const sizeMismatch = (what: string, expected: number, got: number) =>
   new R2d1Error('VERIFY', `${what}: expected ${expected} bytes, received ${got}`, {

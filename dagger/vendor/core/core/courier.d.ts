@@ -85,6 +85,7 @@ export declare class Courier {
     /** watching: events and polls start ships; flushing: no new events, bounded attempts; stopped: nothing starts. */
     private mode;
     private d1RowsAtStart?;
+    private readonly d1BehindChecks;
     constructor(backends: Backends, opts?: {
         logger?: Logger;
         clock?: () => number;

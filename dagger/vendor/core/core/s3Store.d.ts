@@ -11,6 +11,8 @@ export interface S3Tuning {
     maxSockets: number;
     /** Attempts per request inside the SDK (429, 5xx and network errors). */
     maxAttempts: number;
+    /** A request whose connection stays silent this long is abandoned (and retried). */
+    socketTimeoutMs: number;
 }
 export declare const DEFAULT_S3_TUNING: S3Tuning;
 /** Cloudflare R2, or any S3-compatible server, through the AWS SDK. */
@@ -19,10 +21,13 @@ export declare class S3Store implements ObjectStore {
     readonly client: S3Client;
     private readonly bucket;
     private readonly tuning;
+    /** Multipart uploads whose abort failed (R2 unreachable then): aborted again after the next success. */
+    private readonly pendingAborts;
     constructor(settings: R2Settings, tuning?: Partial<S3Tuning>);
     put(key: string, body: Readable | Buffer, size: number, opts?: {
         signal?: AbortSignal;
     }): Promise<void>;
+    private retryAborts;
     get(key: string, range?: {
         start: number;
         end: number;

@@ -27,5 +27,7 @@ export interface DownloadOptions {
  * in order, with at most `partsInFlight` parts held in memory.
  */
 export declare function downloadFile(store: ObjectStore, key: string, size: number, path: string, opts: DownloadOptions): Promise<string>;
+/** Only a body cut short is retried here: the SDK already retried the request itself. */
+export declare const isCutShort: (err: unknown) => boolean;
 /** Hash of a local file (to check what is already on disk). */
 export declare function hashFile(path: string, algorithm?: HashAlgorithm): Promise<string>;
