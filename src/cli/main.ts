@@ -147,7 +147,7 @@ async function pull(env: Env, logger: Logger, uri: string, values: Values, out: 
 
 async function pullInto(env: Env, logger: Logger, uri: string, dest: string, force: boolean): Promise<FetchInfo> {
   const meter = new ProgressMeter('pull');
-  const fetcher = new Fetcher(backendsFrom(env, logger), { logger, onProgress: meter.add });
+  const fetcher = new Fetcher(backendsFrom(env, logger), { logger, onProgress: meter.add, onPlanned: meter.plan });
   try {
     return await fetcher.pull(uri, { dest, force });
   } finally {
@@ -173,7 +173,7 @@ function describeReport(report: ShipReport): string {
 
 function courierFrom(env: Env, logger: Logger): { courier: Courier; meter: ProgressMeter } {
   const meter = new ProgressMeter('ship');
-  return { courier: new Courier(backendsFrom(env, logger), { logger, onProgress: meter.add }), meter };
+  return { courier: new Courier(backendsFrom(env, logger), { logger, onProgress: meter.add, onPlanned: meter.plan }), meter };
 }
 
 async function ship(env: Env, logger: Logger, dir: string, values: Values, out: Out): Promise<number> {

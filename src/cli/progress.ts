@@ -6,12 +6,17 @@ export class ProgressMeter {
   private readonly started = Date.now();
   private lastDraw = 0;
   private drawn = false;
-  total?: number;
+  private total?: number;
 
   constructor(
     private readonly label: string,
     private readonly stream: NodeJS.WriteStream = process.stderr,
   ) {}
+
+  /** More bytes are about to move (the total grows: ETA). */
+  readonly plan = (bytes: number): void => {
+    this.total = (this.total ?? 0) + bytes;
+  };
 
   readonly add = (bytes: number): void => {
     this.bytes += bytes;

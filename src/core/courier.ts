@@ -11,7 +11,7 @@ import { backoffDelay } from './retry.js';
 import { parseSidecar, sha256, type Sidecar } from './sidecar.js';
 import { openBackends, type Backends } from './backends.js';
 import { DEFAULT_S3_TUNING } from './s3Store.js';
-import { uploadFile, type Progress } from './transfer.js';
+import { uploadFile, type Planned, type Progress } from './transfer.js';
 
 export interface WatchOptions {
   jobId: string;
@@ -114,6 +114,7 @@ export class Courier {
   private readonly filePool: Pool;
   private readonly bigFilePool: Pool;
   private readonly onProgress?: Progress;
+  private readonly onPlanned?: Planned;
 
   private dir = '';
   private jobId = '';
@@ -139,7 +140,7 @@ export class Courier {
 
   constructor(
     private readonly backends: Backends,
-    opts: { logger?: Logger; clock?: () => number; tuning?: Partial<CourierTuning>; onProgress?: Progress } = {},
+    opts: { logger?: Logger; clock?: () => number; tuning?: Partial<CourierTuning>; onProgress?: Progress; onPlanned?: Planned } = {},
   ) {
     this.logger = opts.logger ?? consoleLogger();
     this.clock = opts.clock ?? Date.now;
@@ -147,6 +148,7 @@ export class Courier {
     this.filePool = new Pool(this.tuning.fileConcurrency);
     this.bigFilePool = new Pool(this.tuning.bigFileConcurrency);
     this.onProgress = opts.onProgress;
+    this.onPlanned = opts.onPlanned;
     this.catalog = new Catalog(backends.store, backends.d1, this.logger);
   }
 
@@ -464,6 +466,7 @@ export class Courier {
     const { sidecar } = wanted;
     const folder = join(this.dir, name);
     const files = await listCheckpointFiles(folder);
+    this.onPlanned?.(files.reduce((sum, f) => sum + f.size, 0));
     const onDisk = new Set(files.map((file) => file.relative.normalize('NFC')));
     const missing = (sidecar.files ?? []).filter((f) => !onDisk.has(f)); // parseSidecar gives NFC names
     if (missing.length > 0) {

@@ -11,7 +11,7 @@ import { consoleLogger, type Logger } from './logger.js';
 import { Pool, forEachAbortable } from './pool.js';
 import { sha256 } from './sidecar.js';
 import type { ObjectInfo } from './store.js';
-import { downloadFile, hashFile, type Progress } from './transfer.js';
+import { downloadFile, hashFile, type Planned, type Progress } from './transfer.js';
 
 export interface FetchInfo {
   /** False on a fresh start (nothing committed yet); never an error. */
@@ -79,14 +79,16 @@ export class Fetcher {
   private readonly logger: Logger;
   private readonly tuning: FetcherTuning;
   private readonly onProgress?: Progress;
+  private readonly onPlanned?: Planned;
 
   constructor(
     private readonly backends: Backends,
-    opts: { logger?: Logger; tuning?: Partial<FetcherTuning>; onProgress?: Progress } = {},
+    opts: { logger?: Logger; tuning?: Partial<FetcherTuning>; onProgress?: Progress; onPlanned?: Planned } = {},
   ) {
     this.logger = opts.logger ?? consoleLogger();
     this.tuning = { ...DEFAULT_FETCHER_TUNING, ...opts.tuning };
     this.onProgress = opts.onProgress;
+    this.onPlanned = opts.onPlanned;
     this.catalog = new Catalog(backends.store, backends.d1, this.logger);
   }
 
@@ -179,6 +181,7 @@ export class Fetcher {
     }
     const temp = join(dest, STATE_DIR, `tmp-${manifest.name}-${randomBytes(4).toString('hex')}`);
     try {
+      this.onPlanned?.(manifest.bytes);
       info.downloaded = await this.downloadManifest(manifest, temp);
       await rm(recordPath, { force: true });
       await replaceDir(temp, localDir, join(dest, STATE_DIR));
@@ -263,6 +266,7 @@ export class Fetcher {
         skipped++;
         return;
       }
+      this.onPlanned?.(object.size);
       const md5 = plainMd5(object.etag);
       const temp = `${path}.r2d1-tmp-${randomBytes(4).toString('hex')}`;
       try {

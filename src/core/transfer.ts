@@ -9,6 +9,8 @@ import { withRetry } from './retry.js';
 import type { ObjectStore } from './store.js';
 
 export type Progress = (bytes: number) => void;
+/** Bytes a transfer is about to move: with Progress, what an ETA needs. */
+export type Planned = (bytes: number) => void;
 export type HashAlgorithm = 'sha256' | 'md5';
 
 /** Passes bytes through while hashing and counting them: one read pass for upload and hash. */

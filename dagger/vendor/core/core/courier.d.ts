@@ -1,7 +1,7 @@
 import { type Env } from './config.js';
 import { type Logger } from './logger.js';
 import { type Backends } from './backends.js';
-import { type Progress } from './transfer.js';
+import { type Planned, type Progress } from './transfer.js';
 export interface WatchOptions {
     jobId: string;
     /** Seconds between full rescans, the safety net under file-system events (default 30). */
@@ -65,6 +65,7 @@ export declare class Courier {
     private readonly filePool;
     private readonly bigFilePool;
     private readonly onProgress?;
+    private readonly onPlanned?;
     private dir;
     private jobId;
     private keep;
@@ -91,6 +92,7 @@ export declare class Courier {
         clock?: () => number;
         tuning?: Partial<CourierTuning>;
         onProgress?: Progress;
+        onPlanned?: Planned;
     });
     /** A courier configured from R2D1_* variables (and `.env`); warns once when D1 is not configured. */
     static fromEnv(env?: Env, opts?: ConstructorParameters<typeof Courier>[1]): Courier;

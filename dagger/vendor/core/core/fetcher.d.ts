@@ -2,7 +2,7 @@ import { type Backends } from './backends.js';
 import { Catalog, type CommittedCheckpoint } from './catalog.js';
 import { type Env } from './config.js';
 import { type Logger } from './logger.js';
-import { type Progress } from './transfer.js';
+import { type Planned, type Progress } from './transfer.js';
 export interface FetchInfo {
     /** False on a fresh start (nothing committed yet); never an error. */
     found: boolean;
@@ -51,10 +51,12 @@ export declare class Fetcher {
     private readonly logger;
     private readonly tuning;
     private readonly onProgress?;
+    private readonly onPlanned?;
     constructor(backends: Backends, opts?: {
         logger?: Logger;
         tuning?: Partial<FetcherTuning>;
         onProgress?: Progress;
+        onPlanned?: Planned;
     });
     static fromEnv(env?: Env, opts?: ConstructorParameters<typeof Fetcher>[1]): Fetcher;
     /**

@@ -1,5 +1,7 @@
 import type { ObjectStore } from './store.js';
 export type Progress = (bytes: number) => void;
+/** Bytes a transfer is about to move: with Progress, what an ETA needs. */
+export type Planned = (bytes: number) => void;
 export type HashAlgorithm = 'sha256' | 'md5';
 /**
  * Uploads one local file, hashing it in the same pass. A file that is modified or replaced
