@@ -223,7 +223,9 @@ describe('uploads under each fault: committed, byte-identical, no multipart uplo
       expect(outcomes[i]).toBe('committed');
       // The fault really happened.
       expect(applied + requests.filter((r) => r.outcome === 'reset').length).toBeGreaterThan(0);
-      expect(result.seconds).toBeLessThan(15);
+      // A guard against a hang, not a speed claim: the SDK's throttling backoff on 503 SlowDown plus a
+      // re-upload of the version took 22 s once on a loaded machine.
+      expect(result.seconds).toBeLessThan(60);
       // Every multipart upload completed or aborted; no request after the ship returned.
       expect(quiet).toEqual({ open: [], late: [] });
       // Attempts that failed left nothing behind: only the committed version's folder remains.
