@@ -7,13 +7,12 @@
  * linked file or directory ships as regular files at the link's path); refused, naming the link, when
  * they resolve outside it or nowhere. Non-regular files (sockets, FIFOs) are skipped.
  */
-import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Courier, silentLogger, type Backends } from '../src/index.js';
 import {
-  closeS3,
   hashDir,
   hookedCore,
   listKeys,
@@ -25,25 +24,12 @@ import {
   waitFor,
   writeCheckpoint,
 } from './helpers/checkpoints.js';
-import { CLI_PATH, cliEnv, killAllStarted, runCli, type CliResult } from './helpers/cli.js';
-import { tally } from './helpers/faultProxy.js';
-import { makeTempDir, rigEnv, uniqueJobId } from './rig/rig.js';
+import { CLI_PATH, cliEnv, runCli, type CliResult } from './helpers/cli.js';
+import { tally, faultScope } from './helpers/faultProxy.js';
+import { rigEnv, uniqueJobId } from './rig/rig.js';
 
 const MiB = 1024 * 1024;
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(() => {
-  killAllStarted();
-  closeS3();
-});
-
-async function tempDir(prefix = 'r2d1-disk-'): Promise<string> {
-  const dir = await makeTempDir(prefix);
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const { cleanups, tempDir } = faultScope('r2d1-disk-');
 
 function courierOn(backends: Backends): Courier {
   const courier = new Courier(backends, { logger: silentLogger, tuning: { retryBaseMs: 20, retryMaxMs: 200 } });

@@ -10,33 +10,20 @@
  * commit) pulls back byte-identical. After every restart: the new epoch is committed, byte-identical,
  * and D1's row points at it.
  */
-import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Fetcher, silentLogger, type Manifest } from '../src/index.js';
-import { closeS3, hashDir, listKeys, manifestsOf, openCore, randomFile, sleep, writeCheckpoint, type FileDigest } from './helpers/checkpoints.js';
-import { cliEnv, killAllStarted, runCli, startCli, type CliResult } from './helpers/cli.js';
-import { FaultProxy, tally, viaProxies, type SeenRequest } from './helpers/faultProxy.js';
-import { d1Query, makeTempDir, rig, rigEnv, uniqueJobId } from './rig/rig.js';
+import { hashDir, listKeys, manifestsOf, openCore, randomFile, sleep, writeCheckpoint, type FileDigest } from './helpers/checkpoints.js';
+import { cliEnv, runCli, startCli, type CliResult } from './helpers/cli.js';
+import { FaultProxy, tally, viaProxies, type SeenRequest, faultScope } from './helpers/faultProxy.js';
+import { d1Query, rig, rigEnv, uniqueJobId } from './rig/rig.js';
 
 const MiB = 1024 * 1024;
 /** R2D1_KILL_POINTS=all kills at every request of a ship; by default at the first request of each kind (about 11). */
 const EVERY_POINT = process.env.R2D1_KILL_POINTS === 'all';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(() => {
-  killAllStarted();
-  closeS3();
-});
-
-async function tempDir(prefix = 'r2d1-kill-'): Promise<string> {
-  const dir = await makeTempDir(prefix);
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const { cleanups, tempDir } = faultScope('r2d1-kill-');
 
 interface Known {
   sidecar: string;

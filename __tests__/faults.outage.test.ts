@@ -5,13 +5,11 @@
  * process, see ShipDriver in helpers/faultProxy.ts); D1 errors are wrapped by D1Client whatever their
  * realm, so the D1 tests run in-process with short retry delays.
  */
-import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
-import { rm } from 'node:fs/promises';
+import { describe, expect, it } from '@jest/globals';
 import { join } from 'node:path';
 import { Courier, D1Client, Fetcher, silentLogger, type Backends } from '../src/index.js';
 import {
   capturingLogger,
-  closeS3,
   getObject,
   hashDir,
   hookedCore,
@@ -23,30 +21,11 @@ import {
   waitFor,
   writeCheckpoint,
 } from './helpers/checkpoints.js';
-import { cliEnv, killAllStarted, runCli, startCli, type CliResult } from './helpers/cli.js';
-import { FaultProxy, on, tally, viaProxies } from './helpers/faultProxy.js';
-import { d1Query, makeTempDir, rig, rigEnv, uniqueJobId } from './rig/rig.js';
+import { cliEnv, runCli, startCli, type CliResult } from './helpers/cli.js';
+import { FaultProxy, on, tally, viaProxies, faultScope } from './helpers/faultProxy.js';
+import { d1Query, rig, rigEnv, uniqueJobId } from './rig/rig.js';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(() => {
-  killAllStarted();
-  closeS3();
-});
-
-async function tempDir(prefix = 'r2d1-outage-'): Promise<string> {
-  const dir = await makeTempDir(prefix);
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-async function startProxy(): Promise<FaultProxy> {
-  const proxy = await FaultProxy.start(rig().url);
-  cleanups.push(() => proxy.close());
-  return proxy;
-}
+const { cleanups, tempDir, startProxy } = faultScope('r2d1-outage-');
 
 const committedEpoch = async (job: string, name: string) => (await manifestsOf(job, name))[0]?.manifest.epoch;
 

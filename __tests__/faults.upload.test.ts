@@ -8,8 +8,7 @@
  * The courier runs in-process with small retry delays (S3 maxAttempts 3, courier backoff 100-800 ms),
  * R2-only (D1 faults are in faults.outage.test.ts).
  */
-import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
-import { rm } from 'node:fs/promises';
+import { afterAll, describe, expect, it } from '@jest/globals';
 import { join } from 'node:path';
 import {
   Courier,
@@ -22,7 +21,6 @@ import {
   type S3Tuning,
 } from '../src/index.js';
 import {
-  closeS3,
   getObject,
   hashDir,
   listKeys,
@@ -36,34 +34,15 @@ import {
   waitFor,
   writeCheckpoint,
 } from './helpers/checkpoints.js';
-import { FaultProxy, ShipDriver, on, tally, viaProxies, type FaultRule, type RunOutcome, type SeenRequest } from './helpers/faultProxy.js';
-import { makeTempDir, rig, uniqueJobId } from './rig/rig.js';
-import { cliEnv, killAllStarted, runCli } from './helpers/cli.js';
+import { FaultProxy, ShipDriver, on, tally, viaProxies, type FaultRule, type RunOutcome, type SeenRequest, faultScope } from './helpers/faultProxy.js';
+import { rig, uniqueJobId } from './rig/rig.js';
+import { cliEnv, runCli } from './helpers/cli.js';
 
 const MiB = 1024 * 1024;
 const S3_TUNING: Partial<S3Tuning> = { partSize: 5 * MiB, partsInFlight: 2, maxAttempts: 3 };
 const COURIER_TUNING: Partial<CourierTuning> = { retryBaseMs: 100, retryMaxMs: 800, shipAttempts: 5, bigFileBytes: 5 * MiB };
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(() => {
-  killAllStarted();
-  closeS3();
-});
-
-async function tempDir(prefix = 'r2d1-faults-'): Promise<string> {
-  const dir = await makeTempDir(prefix);
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-async function startProxy(): Promise<FaultProxy> {
-  const proxy = await FaultProxy.start(rig().url);
-  cleanups.push(() => proxy.close());
-  return proxy;
-}
+const { cleanups, tempDir, startProxy } = faultScope('r2d1-faults-');
 
 function backendsVia(proxy: FaultProxy, s3: Partial<S3Tuning> = S3_TUNING, env: Record<string, string | undefined> = {}): Backends {
   return openBackends(loadConfig({ ...r2OnlyEnv(), ...viaProxies(proxy), ...env }), silentLogger, s3);

@@ -22,6 +22,10 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isAlive } from '../../src/core/control.js';
+
+/** The courier liveness check the controller itself uses (alive and not a zombie). */
+export { isAlive };
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 /** The runtime action.yml asks for: the runner's own Node 24. */
@@ -398,20 +402,6 @@ export function courierDirs(runnerTemp: string): string[] {
   }
 }
 
-/** Alive and not a zombie (a courier whose parent step exited is reparented, maybe to a PID 1 that never reaps). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 function cmdline(pid: number): string {
   try {

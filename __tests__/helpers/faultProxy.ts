@@ -26,10 +26,15 @@
  */
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, afterEach } from '@jest/globals';
 import { appendFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { closeS3 } from './checkpoints.js';
+import { killAllStarted } from './cli.js';
+import { makeTempDir, rig } from '../rig/rig.js';
 
 const REPO = resolvePath(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 
@@ -645,4 +650,37 @@ export class ShipDriver {
     this.child.stdin!.end();
     this.child.kill('SIGKILL');
   }
+}
+
+/**
+ * The per-file scaffolding of the faults suites: cleanups run after each test (in reverse), child CLI
+ * processes and the shared S3 client are closed after the file; temp dirs and proxies register their
+ * own cleanup.
+ */
+export function faultScope(tempPrefix: string): {
+  cleanups: (() => unknown)[];
+  tempDir: (prefix?: string) => Promise<string>;
+  startProxy: () => Promise<FaultProxy>;
+} {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  afterAll(() => {
+    killAllStarted();
+    closeS3();
+  });
+  return {
+    cleanups,
+    tempDir: async (prefix = tempPrefix) => {
+      const dir = await makeTempDir(prefix);
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      return dir;
+    },
+    startProxy: async () => {
+      const proxy = await FaultProxy.start(rig().url);
+      cleanups.push(() => proxy.close());
+      return proxy;
+    },
+  };
 }
