@@ -324,6 +324,24 @@ describe('downloads under faults (the CLI)', () => {
     }
     expect(outcomes).toEqual(cases.map(([name]) => [name, 'pulled', true, [], true]));
   });
+
+  it('a big file comes down in ranged parts; a part cut short resumes from the byte it reached', async () => {
+    const job = uniqueJobId('pullresume');
+    const dir = await tempDir();
+    await writeCheckpoint(dir, 'ck', { epoch: 1, files: { 'model.bin': randomFile(20 * MiB + 123), 'config.json': '{}' } });
+    expect((await courierOn(backendsVia(await startProxy())).ship(dir, { jobId: job, timeout: 30 })).ok).toBe(true);
+
+    const proxy = await startProxy();
+    proxy.plan([{ match: keyEnds('model.bin'), fault: 'truncate', times: 2 }]);
+    const cwd = await tempDir('r2d1-dest-');
+    const result = await runCli(['pull', `r2://jobs/${job}/latest`, '--dest', 'out'], { env: cliEnv({ ...r2OnlyEnv(), ...viaProxies(proxy) }), cwd, timeoutMs: 60_000 });
+    expect([result.code, result.stderr]).toEqual([0, expect.stringContaining('2 files verified')]);
+    expect(await hashDir(join(cwd, 'out', 'ck'))).toEqual(await hashDir(join(dir, 'ck')));
+    const starts = proxy.requests.filter((r) => r.op === 'GetObject' && r.key?.endsWith('model.bin')).map((r) => Number(/^bytes=(\d+)-/.exec(r.range ?? '')?.[1]));
+    // Three 8 MiB parts asked from their first byte, and each of the two cut answers resumed where it stopped.
+    expect(starts.filter((start) => start % (8 * MiB) === 0)).toHaveLength(3);
+    expect(starts.filter((start) => start % (8 * MiB) !== 0)).toHaveLength(2);
+  });
 });
 
 describe('credentials (the CLI)', () => {

@@ -23,6 +23,9 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isAlive } from '../../src/core/control.js';
+import { sleep, waitFor } from './checkpoints.js';
+
+export { sleep, waitFor };
 
 /** The courier liveness check the controller itself uses (alive and not a zombie). */
 export { isAlive };
@@ -433,18 +436,7 @@ export function courierPids(runnerTemp: string): number[] {
   return [...pids];
 }
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Polls `check` until it returns a truthy value, or throws after `timeoutMs` naming `what`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;

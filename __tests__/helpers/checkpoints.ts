@@ -204,7 +204,7 @@ export async function versionFolders(jobId: string, name: string): Promise<strin
 // ---------------------------------------------------------------- waiting
 
 /** Polls `check` until it returns a truthy value, or throws after `timeoutMs` with `what`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000, everyMs = 50): Promise<T> {
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {

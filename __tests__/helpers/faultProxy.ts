@@ -63,6 +63,8 @@ export interface SeenRequest {
   uploadId?: string;
   /** Declared body size (Content-Length), when sent. */
   contentLength?: number;
+  /** The Range header of a ranged GET. */
+  range?: string;
   hasSessionToken: boolean;
   startedAt: number;
   endedAt?: number;
@@ -343,6 +345,7 @@ export class FaultProxy {
       url,
       ...classify(method, url),
       contentLength: length !== undefined ? Number(length) : undefined,
+      range: req.headers.range,
       hasSessionToken: req.headers['x-amz-security-token'] !== undefined,
       startedAt: Date.now(),
     };

@@ -6,12 +6,16 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { R2d1Error, isRetryable } from './errors.js';
 import { withRetry } from './retry.js';
+import { FollowingHash } from './hasher.js';
+import { Pool, forEachAbortable } from './pool.js';
 import type { ObjectStore } from './store.js';
 
 export type Progress = (bytes: number) => void;
 /** Bytes a transfer is about to move: with Progress, what an ETA needs. */
 export type Planned = (bytes: number) => void;
 export type HashAlgorithm = 'sha256' | 'md5';
+/** Downloaded chunks are written in batches of about this size (one writev each). */
+const WRITE_BATCH_BYTES = 1024 * 1024;
 
 /** Passes bytes through while hashing and counting them: one read pass for upload and hash. */
 class HashTap extends Transform {
@@ -78,17 +82,11 @@ export interface DownloadOptions {
 
 /**
  * Downloads `key` (exactly `size` bytes) to `path` and returns its hash, computed while the bytes
- * arrive. Big objects come as ranged parts in parallel; they are written at their offsets and hashed
- * in order, with at most `partsInFlight` parts held in memory.
+ * arrive. Big objects come as ranged parts in parallel, written at their offsets as they arrive
+ * (no part is held in memory) and hashed in order on a worker thread that follows the written front.
  */
 export async function downloadFile(store: ObjectStore, key: string, size: number, path: string, opts: DownloadOptions): Promise<string> {
   await mkdir(dirname(path), { recursive: true });
-  const hash = createHash(opts.algorithm ?? 'sha256');
-  let received = 0;
-  const count = (chunk: Buffer) => {
-    received += chunk.length;
-    opts.onProgress?.(chunk.length);
-  };
   if (size <= opts.partSize) {
     return withRetry(
       async () => {
@@ -103,56 +101,69 @@ export async function downloadFile(store: ObjectStore, key: string, size: number
     );
   }
 
-  // A failed part stops the others instead of letting them run on.
-  const stop = new AbortController();
-  const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
   const file = await open(path, 'w');
+  const hash = new FollowingHash(path, opts.algorithm ?? 'sha256');
   try {
     const partCount = Math.ceil(size / opts.partSize);
-    const pending = new Map<number, Promise<Buffer>>();
-    const fetchPart = async (index: number): Promise<Buffer> => {
+    // Bytes of each part on disk: parts fill front to back, so the hash can follow the first unfinished one.
+    const written = new Array<number>(partCount).fill(0);
+    const partLength = (index: number) => Math.min(size, (index + 1) * opts.partSize) - index * opts.partSize;
+    let frontPart = 0;
+    const moveFront = () => {
+      const before = frontPart;
+      while (frontPart < partCount && written[frontPart] === partLength(frontPart)) frontPart++;
+      if (frontPart < partCount && (frontPart > before || written[frontPart] > 0)) hash.advance(frontPart * opts.partSize + written[frontPart]);
+    };
+    const fetchPart = async (index: number, signal: AbortSignal): Promise<void> => {
       const start = index * opts.partSize;
-      const end = Math.min(size, start + opts.partSize) - 1;
-      const data = await withRetry(
+      const length = partLength(index);
+      const what = `${key} bytes ${start}-${start + length - 1}`;
+      // A retry asks only for the bytes not yet on disk.
+      await withRetry(
         async () => {
-          const chunks: Buffer[] = [];
+          const from = start + written[index];
+          let batch: Buffer[] = [];
+          let batchBytes = 0;
+          let writeFailed = false;
+          const flush = async () => {
+            if (batchBytes === 0) return;
+            writeFailed = true;
+            await file.writev(batch, start + written[index]);
+            writeFailed = false;
+            written[index] += batchBytes;
+            opts.onProgress?.(batchBytes);
+            if (index === frontPart) moveFront();
+            batch = [];
+            batchBytes = 0;
+          };
           try {
-            for await (const chunk of await store.get(key, { start, end }, { signal })) chunks.push(chunk as Buffer);
+            for await (const chunk of (await store.get(key, { start: from, end: start + length - 1 }, { signal })) as AsyncIterable<Buffer>) {
+              batch.push(chunk);
+              batchBytes += chunk.length;
+              if (written[index] + batchBytes > length) throw sizeMismatch(what, length, written[index] + batchBytes);
+              if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+            }
+            await flush();
           } catch (err) {
+            if (writeFailed) throw err;
+            await flush(); // keep what arrived: the retry resumes after it
             throw cut(key, err);
           }
-          const part = Buffer.concat(chunks);
-          if (part.length !== end - start + 1) throw sizeMismatch(`${key} bytes ${start}-${end}`, end - start + 1, part.length);
-          return part;
+          if (written[index] !== length) throw sizeMismatch(what, length, written[index]);
         },
         { retryable: isCutShort, signal, baseDelayMs: 200 },
       );
-      count(data);
-      await file.write(data, 0, data.length, start);
-      return data;
     };
-    let next = 0;
-    const launch = () => {
-      while (next < partCount && pending.size < opts.partsInFlight) {
-        const p = fetchPart(next);
-        p.catch(() => undefined); // observed below, in order
-        pending.set(next++, p);
-      }
-    };
-    for (let index = 0; index < partCount; index++) {
-      launch();
-      const data = await pending.get(index)!;
-      pending.delete(index);
-      hash.update(data);
-    }
+    // A failed part stops the others instead of letting them run on.
+    const parts = Array.from({ length: partCount }, (_, index) => index);
+    await forEachAbortable(parts, new Pool(opts.partsInFlight), opts.signal, fetchPart);
   } catch (err) {
-    stop.abort(err);
+    hash.cancel();
     throw err;
   } finally {
     await file.close();
   }
-  if (received !== size) throw sizeMismatch(key, size, received);
-  return hash.digest('hex');
+  return hash.digest(size);
 }
 
 /** A body cut mid-stream (reset, truncated answer): retryable, named after the object. */

@@ -25,8 +25,8 @@ export interface DownloadOptions {
 }
 /**
  * Downloads `key` (exactly `size` bytes) to `path` and returns its hash, computed while the bytes
- * arrive. Big objects come as ranged parts in parallel; they are written at their offsets and hashed
- * in order, with at most `partsInFlight` parts held in memory.
+ * arrive. Big objects come as ranged parts in parallel, written at their offsets as they arrive
+ * (no part is held in memory) and hashed in order on a worker thread that follows the written front.
  */
 export declare function downloadFile(store: ObjectStore, key: string, size: number, path: string, opts: DownloadOptions): Promise<string>;
 /** Only a body cut short is retried here: the SDK already retried the request itself. */
