@@ -279,13 +279,13 @@ describe('Courier: watch, ship, flush', () => {
     const dir = await tempDir();
     const held: { key: string; aborted: boolean }[] = [];
     const { backends } = hookedCore({
-      put: async (key, body, _size, opts, next) => {
+      put: async (key, _body, _size, opts, next) => {
         if (key.includes('/e1-') && !key.endsWith('.manifest.json')) {
           const entry = { key, aborted: false };
           held.push(entry);
           // A slow upload: held until the courier aborts it (or 4 s pass).
           entry.aborted = await abortedWithin(opts?.signal, 4000);
-          if (entry.aborted) return hangUntilAborted(opts?.signal, body);
+          if (entry.aborted) return hangUntilAborted(opts?.signal);
         }
         return next();
       },
@@ -422,9 +422,9 @@ describe('Courier: watch, ship, flush', () => {
     const dir = await tempDir();
     const signals: AbortSignal[] = [];
     const { backends } = hookedCore({
-      put: (_key, body, _size, opts) => {
+      put: (_key, _body, _size, opts) => {
         if (opts?.signal) signals.push(opts.signal);
-        return hangUntilAborted(opts?.signal, body);
+        return hangUntilAborted(opts?.signal);
       },
     });
     const courier = courierOn(backends);

@@ -4,12 +4,11 @@
  */
 import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
 import { request } from 'node:http';
-import { Readable } from 'node:stream';
 import { S3Store, loadConfig } from '../src/index.js';
 import { closeS3, randomFile, sha256 } from './helpers/checkpoints.js';
 import { FaultProxy, classify, on } from './helpers/faultProxy.js';
 import { rig, rigEnv, uniqueJobId } from './rig/rig.js';
-import { readAll } from '../src/core/store.js';
+import { bufferBody, readAll } from '../src/core/store.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -39,7 +38,7 @@ describe('fault proxy', () => {
     const small = randomFile(1000);
     const big = randomFile(11 * 1024 * 1024);
     await store.put(`${prefix}small`, small, small.length);
-    await store.put(`${prefix}big`, Readable.from([big]), big.length);
+    await store.put(`${prefix}big`, bufferBody(big), big.length);
     expect(sha256(await readAll(await store.get(`${prefix}big`)))).toBe(sha256(big));
     expect((await store.list(prefix)).objects.map((o) => o.key)).toEqual([`${prefix}big`, `${prefix}small`]);
     await store.delete([`${prefix}big`, `${prefix}small`]);

@@ -1,9 +1,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { R2d1Error } from '../src/core/errors.js';
 import { FileStore } from '../src/core/fileStore.js';
-import { readAll } from '../src/core/store.js';
+import { bufferBody, readAll } from '../src/core/store.js';
 import { makeTempDir } from './rig/rig.js';
 
 /** Every file under dir, relative, '/'-separated (temp files included). */
@@ -50,7 +49,7 @@ describe('FileStore', () => {
   it('put / get / list / delete round trip', async () => {
     const data = Buffer.from('hello checkpoint');
     await store.put('jobs/j/slot_0/v1/checkpoint.pt', data, data.length);
-    await store.put('jobs/j/slot_0/v1/config.json', Readable.from([Buffer.from('{'), Buffer.from('}')]), 2);
+    await store.put('jobs/j/slot_0/v1/config.json', bufferBody(Buffer.from('{}')), 2);
 
     expect(readFileSync(join(root, 'jobs/j/slot_0/v1/checkpoint.pt'), 'utf8')).toBe('hello checkpoint');
     expect((await readAll(await store.get('jobs/j/slot_0/v1/checkpoint.pt'))).toString()).toBe('hello checkpoint');
@@ -113,8 +112,8 @@ describe('FileStore', () => {
     expect(await store.list('nothing/here/', { delimiter: '/' })).toEqual({ objects: [], prefixes: [] });
   });
 
-  it('a put whose stream yields fewer bytes than size fails, leaving no object and no temp file', async () => {
-    const err = await rejection(store.put('jobs/j/short.bin', Readable.from([Buffer.alloc(5, 1)]), 10));
+  it('a put of fewer bytes than size fails, leaving no object and no temp file', async () => {
+    const err = await rejection(store.put('jobs/j/short.bin', Buffer.alloc(5, 1), 10));
     expect(err.code).toBe('CHANGED');
     expect(err.retryable).toBe(true);
     expect(err.message).toContain('jobs/j/short.bin');
@@ -123,8 +122,8 @@ describe('FileStore', () => {
     expect((await rejection(store.get('jobs/j/short.bin'))).code).toBe('NOT_FOUND');
   });
 
-  it('a put whose stream yields more bytes than size fails too', async () => {
-    await expect(store.put('long.bin', Readable.from([Buffer.alloc(12)]), 10)).rejects.toMatchObject({ code: 'CHANGED' });
+  it('a put of more bytes than size fails too', async () => {
+    await expect(store.put('long.bin', Buffer.alloc(12), 10)).rejects.toMatchObject({ code: 'CHANGED' });
     expect(allFiles(root)).toEqual([]);
   });
 
@@ -135,14 +134,15 @@ describe('FileStore', () => {
     expect(allFiles(root)).toEqual(['keep']);
   });
 
-  it('a put whose stream errors leaves no temp file', async () => {
-    const failing = new Readable({
-      read() {
-        this.push(Buffer.alloc(4));
-        this.destroy(new Error('disk went away'));
+  it('a put whose body fails mid-way leaves no temp file', async () => {
+    let reads = 0;
+    const failing = {
+      read: async (buffer: Buffer) => {
+        if (reads++ > 0) throw new Error('disk went away');
+        return buffer.fill(1);
       },
-    });
-    await expect(store.put('e/f', failing, 100)).rejects.toThrow('disk went away');
+    };
+    await expect(store.put('e/f', failing, 3 * 1024 * 1024)).rejects.toThrow('disk went away');
     expect(allFiles(root)).toEqual([]);
   });
 

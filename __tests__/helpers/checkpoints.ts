@@ -25,6 +25,7 @@ import {
   type Logger,
   type Manifest,
   type ObjectStore,
+  type SequentialBody,
 } from '../../src/index.js';
 import { rig, rigEnv, rigS3Client } from '../rig/rig.js';
 
@@ -279,7 +280,7 @@ export function openCore(env: Record<string, string> = rigEnv(), logger: Logger 
 
 export type PutHook = (
   key: string,
-  body: Readable | Buffer,
+  body: SequentialBody | Buffer,
   size: number,
   opts: { signal?: AbortSignal } | undefined,
   next: () => Promise<void>,
@@ -303,7 +304,7 @@ export class HookedStore implements ObjectStore {
     return this.inner.description;
   }
 
-  put(key: string, body: Readable | Buffer, size: number, opts?: { signal?: AbortSignal }): Promise<void> {
+  put(key: string, body: SequentialBody | Buffer, size: number, opts?: { signal?: AbortSignal }): Promise<void> {
     this.puts.push(key);
     const next = () => this.inner.put(key, body, size, opts);
     return this.hooks.put ? this.hooks.put(key, body, size, opts, next) : next();
@@ -344,12 +345,9 @@ export function hookedCore(hooks: Hooks, env: Record<string, string> = rigEnv())
 }
 
 /** Rejects with the signal's reason once it aborts (never resolves otherwise): a put that hangs. */
-export function hangUntilAborted(signal: AbortSignal | undefined, body?: Readable | Buffer): Promise<never> {
+export function hangUntilAborted(signal: AbortSignal | undefined): Promise<never> {
   return new Promise((_, reject) => {
-    const fail = () => {
-      if (body && !Buffer.isBuffer(body)) body.destroy();
-      reject(signal?.reason ?? new Error('aborted'));
-    };
+    const fail = () => reject(signal?.reason ?? new Error('aborted'));
     if (signal?.aborted) return fail();
     signal?.addEventListener('abort', fail, { once: true });
   });

@@ -10,7 +10,6 @@ import { Pool, forEachAbortable } from './pool.js';
 import { backoffDelay } from './retry.js';
 import { parseSidecar, sha256, type Sidecar } from './sidecar.js';
 import { openBackends, type Backends } from './backends.js';
-import { DEFAULT_S3_TUNING } from './s3Store.js';
 import { uploadFile, type Planned, type Progress } from './transfer.js';
 
 export interface WatchOptions {
@@ -49,8 +48,9 @@ export interface CourierTuning {
   /** Files uploaded at once, across all slots. */
   fileConcurrency: number;
   /**
-   * Of those, files above `bigFileBytes` uploaded at once: each holds up to (parts in flight + 1) ×
-   * part size in memory, so this bounds the courier's memory whatever the folder holds.
+   * Of those, files above `bigFileBytes` uploaded at once. A file is held in memory whole up to the
+   * part size, above it parts in flight × part size: the two limits bound the courier's memory
+   * (fileConcurrency × bigFileBytes + bigFileConcurrency × partsInFlight × partSize) whatever the folder holds.
    */
   bigFileConcurrency: number;
   bigFileBytes: number;
@@ -65,10 +65,11 @@ export interface CourierTuning {
 /** Longest a flush waits for D1 rows once every checkpoint is committed. */
 const D1_GRACE_MS = 5_000;
 
+/** 32 files at once: small files are latency-bound on a WAN link (bench/findings.md). */
 export const DEFAULT_COURIER_TUNING: CourierTuning = {
-  fileConcurrency: 8,
+  fileConcurrency: 32,
   bigFileConcurrency: 2,
-  bigFileBytes: DEFAULT_S3_TUNING.partSize,
+  bigFileBytes: 4 * 1024 * 1024,
   shipAttempts: 5,
   retryBaseMs: 500,
   retryMaxMs: 30_000,

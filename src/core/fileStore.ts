@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { R2d1Error } from './errors.js';
 import { localPathUnder } from './keys.js';
-import type { Listing, ObjectInfo, ObjectStore } from './store.js';
+import type { Listing, ObjectInfo, ObjectStore, SequentialBody } from './store.js';
 
 const TEMP_MARK = '.r2d1-part-';
+const COPY_BUFFER_BYTES = 1024 * 1024;
 
 /**
  * A directory standing in for a bucket (R2D1_STORE=file:///dir): for the demo, for tests, and for
@@ -27,13 +27,24 @@ export class FileStore implements ObjectStore {
     return localPathUnder(this.root, key, 'object key');
   }
 
-  async put(key: string, body: Readable | Buffer, size: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  async put(key: string, body: SequentialBody | Buffer, size: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
     const target = this.path(key);
     await mkdir(dirname(target), { recursive: true });
     const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
+    const file = await open(temp, 'w');
     try {
-      const source = Buffer.isBuffer(body) ? Readable.from([body]) : body;
-      await pipeline(source, createWriteStream(temp), { signal: opts.signal });
+      if (Buffer.isBuffer(body)) {
+        await file.writeFile(body, { signal: opts.signal });
+      } else {
+        const buffer = Buffer.allocUnsafe(Math.min(size, COPY_BUFFER_BYTES));
+        for (let done = 0; done < size; ) {
+          opts.signal?.throwIfAborted();
+          const data = await body.read(buffer.subarray(0, Math.min(buffer.length, size - done)));
+          await file.write(data, 0, data.length, done);
+          done += data.length;
+        }
+      }
+      await file.close();
       const written = (await stat(temp)).size;
       if (written !== size) {
         throw new R2d1Error('CHANGED', `${key}: expected ${size} bytes, got ${written}`, {
@@ -43,6 +54,7 @@ export class FileStore implements ObjectStore {
       }
       await rename(temp, target);
     } catch (err) {
+      await file.close().catch(() => undefined);
       await rm(temp, { force: true });
       throw err;
     }

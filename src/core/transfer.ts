@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, stat } from 'node:fs/promises';
+import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,7 +8,7 @@ import { R2d1Error, isRetryable } from './errors.js';
 import { withRetry } from './retry.js';
 import { FollowingHash } from './hasher.js';
 import { Pool, forEachAbortable } from './pool.js';
-import type { ObjectStore } from './store.js';
+import type { ObjectStore, SequentialBody } from './store.js';
 
 export type Progress = (bytes: number) => void;
 /** Bytes a transfer is about to move: with Progress, what an ETA needs. */
@@ -17,17 +17,13 @@ export type HashAlgorithm = 'sha256' | 'md5';
 /** Downloaded chunks are written in batches of about this size (one writev each). */
 const WRITE_BATCH_BYTES = 1024 * 1024;
 
-/** Passes bytes through while hashing and counting them: one read pass for upload and hash. */
+/** Passes downloaded bytes through while hashing and counting them. */
 class HashTap extends Transform {
   readonly hash;
   bytes = 0;
-  constructor(private readonly onProgress?: Progress, algorithm: HashAlgorithm = 'sha256', private readonly expected?: { size: number; path: string }) {
+  constructor(private readonly onProgress?: Progress, algorithm: HashAlgorithm = 'sha256') {
     super();
     this.hash = createHash(algorithm);
-  }
-  override _flush(done: (err?: Error | null) => void): void {
-    if (this.expected && this.bytes !== this.expected.size) return done(fileChanged(this.expected.path, `read ${this.bytes} of ${this.expected.size} bytes`));
-    done();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
     this.hash.update(chunk);
@@ -44,6 +40,25 @@ const fileChanged = (path: string, why: string) =>
     retryable: true,
   });
 
+/** A file read front to back into the uploader's buffers, hashing and counting what it reads. */
+class HashingFileBody implements SequentialBody {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  constructor(private readonly file: FileHandle, private readonly path: string, private readonly size: number, private readonly onProgress?: Progress) {}
+
+  async read(buffer: Buffer): Promise<Buffer> {
+    for (let filled = 0; filled < buffer.length; ) {
+      const { bytesRead } = await this.file.read(buffer, filled, buffer.length - filled, this.bytes + filled);
+      if (bytesRead === 0) throw fileChanged(this.path, `it ended at byte ${this.bytes + filled} of ${this.size}`);
+      filled += bytesRead;
+    }
+    this.hash.update(buffer);
+    this.bytes += buffer.length;
+    this.onProgress?.(buffer.length);
+    return buffer;
+  }
+}
+
 /**
  * Uploads one local file, hashing it in the same pass. A file that is modified or replaced
  * while it is read is detected (size, mtime, inode, bytes read) and the upload reported as CHANGED.
@@ -54,20 +69,21 @@ export async function uploadFile(
   path: string,
   opts: { signal?: AbortSignal; onProgress?: Progress } = {},
 ): Promise<{ size: number; sha256: string }> {
-  const before = await stat(path, { bigint: true });
-  const tap = new HashTap(opts.onProgress, 'sha256', { size: Number(before.size), path });
-  const source = createReadStream(path, { highWaterMark: 1024 * 1024, end: before.size === 0n ? undefined : Number(before.size) - 1 });
-  const body = source.pipe(tap);
-  source.on('error', (err) => body.destroy(err));
-  // A short read fails the body (the uploader sees it); never an unhandled 'error' if it has stopped reading.
-  body.on('error', () => undefined);
-  await store.put(key, body, Number(before.size), { signal: opts.signal });
-  const after = await stat(path, { bigint: true });
-  if (tap.bytes !== Number(before.size)) throw fileChanged(path, `read ${tap.bytes} of ${before.size} bytes`);
-  if (after.size !== before.size || after.mtimeNs !== before.mtimeNs || after.ino !== before.ino) {
-    throw fileChanged(path, 'its size, modification time or inode moved');
+  const file = await open(path, 'r');
+  try {
+    const before = await file.stat({ bigint: true });
+    const size = Number(before.size);
+    const body = new HashingFileBody(file, path, size, opts.onProgress);
+    await store.put(key, body, size, { signal: opts.signal });
+    const after = await stat(path, { bigint: true });
+    if (body.bytes !== size) throw fileChanged(path, `read ${body.bytes} of ${size} bytes`);
+    if (after.size !== before.size || after.mtimeNs !== before.mtimeNs || after.ino !== before.ino) {
+      throw fileChanged(path, 'its size, modification time or inode moved');
+    }
+    return { size, sha256: body.hash.digest('hex') };
+  } finally {
+    await file.close();
   }
-  return { size: tap.bytes, sha256: tap.hash.digest('hex') };
 }
 
 export interface DownloadOptions {

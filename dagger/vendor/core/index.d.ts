@@ -7,7 +7,7 @@ export { openBackends, type Backends } from './core/backends.js';
 export { D1Client, CHECKPOINTS_SCHEMA, type CheckpointRow } from './core/d1.js';
 export { S3Store, DEFAULT_S3_TUNING, type S3Tuning } from './core/s3Store.js';
 export { FileStore } from './core/fileStore.js';
-export type { ObjectStore, ObjectInfo, Listing } from './core/store.js';
+export { bufferBody, type ObjectStore, type ObjectInfo, type Listing, type SequentialBody } from './core/store.js';
 export { R2d1Error, describeError, type ErrorCode } from './core/errors.js';
 export { parseR2Uri, type Manifest, type R2Uri } from './core/layout.js';
 export { consoleLogger, silentLogger, type Logger } from './core/logger.js';

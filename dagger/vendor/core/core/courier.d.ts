@@ -34,8 +34,9 @@ export interface CourierTuning {
     /** Files uploaded at once, across all slots. */
     fileConcurrency: number;
     /**
-     * Of those, files above `bigFileBytes` uploaded at once: each holds up to (parts in flight + 1) ×
-     * part size in memory, so this bounds the courier's memory whatever the folder holds.
+     * Of those, files above `bigFileBytes` uploaded at once. A file is held in memory whole up to the
+     * part size, above it parts in flight × part size: the two limits bound the courier's memory
+     * (fileConcurrency × bigFileBytes + bigFileConcurrency × partsInFlight × partSize) whatever the folder holds.
      */
     bigFileConcurrency: number;
     bigFileBytes: number;
@@ -46,6 +47,7 @@ export interface CourierTuning {
     /** Quiet time after a file-system event before scanning, so a burst of writes is one scan. */
     debounceMs: number;
 }
+/** 32 files at once: small files are latency-bound on a WAN link (bench/findings.md). */
 export declare const DEFAULT_COURIER_TUNING: CourierTuning;
 /**
  * Ships checkpoint folders (`<name>/` + `<name>.json`, sidecar written last) from a directory to the

@@ -1,5 +1,5 @@
-import { Readable } from 'node:stream';
-import type { Listing, ObjectStore } from './store.js';
+import type { Readable } from 'node:stream';
+import type { Listing, ObjectStore, SequentialBody } from './store.js';
 /**
  * A directory standing in for a bucket (R2D1_STORE=file:///dir): for the demo, for tests, and for
  * shared filesystems. Objects are written to a temporary name and renamed, so none is ever partial.
@@ -9,7 +9,7 @@ export declare class FileStore implements ObjectStore {
     private readonly root;
     constructor(root: string);
     private path;
-    put(key: string, body: Readable | Buffer, size: number, opts?: {
+    put(key: string, body: SequentialBody | Buffer, size: number, opts?: {
         signal?: AbortSignal;
     }): Promise<void>;
     get(key: string, range?: {
