@@ -22,24 +22,23 @@ function hashUpTo(job, end) {
     job.offset += n;
   }
 }
-function close(id) {
-  const job = jobs.get(id);
-  jobs.delete(id);
-  if (job) closeSync(job.fd);
-}
+// A job that fails (cannot open or read its file) keeps the error and reports it at 'finish'.
 parentPort.on('message', (m) => {
-  try {
-    if (m.type === 'start') jobs.set(m.id, { fd: openSync(m.path, 'r'), hash: createHash(m.algorithm), offset: 0 });
-    else if (m.type === 'advance') hashUpTo(jobs.get(m.id), m.end);
-    else if (m.type === 'finish') {
-      const job = jobs.get(m.id);
-      hashUpTo(job, m.end);
-      close(m.id);
-      parentPort.postMessage({ id: m.id, digest: job.hash.digest('hex') });
-    } else close(m.id);
-  } catch (err) {
-    try { close(m.id); } catch {}
-    if (m.type !== 'cancel') parentPort.postMessage({ id: m.id, error: String(err && err.message || err) });
+  if (m.type === 'start') jobs.set(m.id, { path: m.path, hash: createHash(m.algorithm), offset: 0 });
+  const job = jobs.get(m.id);
+  if (!job) return;
+  if (!job.error) {
+    try {
+      if (m.type === 'start') job.fd = openSync(job.path, 'r');
+      else if (m.type === 'advance' || m.type === 'finish') hashUpTo(job, m.end);
+    } catch (err) {
+      job.error = String((err && err.message) || err);
+    }
+  }
+  if (m.type === 'finish' || m.type === 'cancel') {
+    jobs.delete(m.id);
+    if (job.fd !== undefined) closeSync(job.fd);
+    if (m.type === 'finish') parentPort.postMessage(job.error ? { id: m.id, error: job.error } : { id: m.id, digest: job.hash.digest('hex') });
   }
 });
 `;

@@ -37,6 +37,8 @@ export interface S3Tuning {
  */
 export const DEFAULT_S3_TUNING: S3Tuning = { partSize: 16 * 1024 * 1024, partsInFlight: 4, maxSockets: 64, maxAttempts: 5, socketTimeoutMs: 120_000 };
 const MAX_PARTS = 10_000;
+/** Enough for two big files' parts in flight (the courier's default), not more. */
+const MAX_SPARE_PARTS = 8;
 const UNSIGNED_PAYLOAD_COMMANDS = new Set(['PutObjectCommand', 'UploadPartCommand']);
 const MIB = 1024 * 1024;
 
@@ -46,6 +48,8 @@ export class S3Store implements ObjectStore {
   readonly client: S3Client;
   private readonly bucket: string;
   private readonly tuning: S3Tuning;
+  /** Part buffers of finished uploads, reused by the next ones instead of allocating (and collecting) new ones. */
+  private readonly spareParts: Buffer[] = [];
   /** Multipart uploads whose abort failed (R2 unreachable then): aborted again after the next success. */
   private readonly pendingAborts = new Map<string, { Key: string; UploadId: string }>();
 
@@ -133,7 +137,8 @@ export class S3Store implements ObjectStore {
       return part;
     };
     const worker = async () => {
-      const buffer = Buffer.allocUnsafe(partSize);
+      const pooled = partSize === this.tuning.partSize;
+      const buffer = (pooled && this.spareParts.pop()) || Buffer.allocUnsafe(partSize);
       for (let part = await readPart(buffer); part && !linked.aborted; part = await readPart(buffer)) {
         const out = await this.client.send(
           new UploadPartCommand({ ...target, UploadId, PartNumber: part.number, Body: part.data, ContentLength: part.data.length }),
@@ -142,6 +147,8 @@ export class S3Store implements ObjectStore {
         completed.push({ PartNumber: part.number, ETag: out.ETag });
       }
       linked.throwIfAborted();
+      // Reused only after requests that finished: an aborted one may still be writing from it.
+      if (pooled && this.spareParts.length < MAX_SPARE_PARTS) this.spareParts.push(buffer);
     };
     try {
       const workers = Array.from({ length: Math.min(this.tuning.partsInFlight, partCount) }, () =>

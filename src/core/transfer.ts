@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { R2d1Error, isRetryable } from './errors.js';
 import { withRetry } from './retry.js';
@@ -16,23 +15,6 @@ export type Planned = (bytes: number) => void;
 export type HashAlgorithm = 'sha256' | 'md5';
 /** Downloaded chunks are written in batches of about this size (one writev each). */
 const WRITE_BATCH_BYTES = 1024 * 1024;
-
-/** Passes downloaded bytes through while hashing and counting them. */
-class HashTap extends Transform {
-  readonly hash;
-  bytes = 0;
-  constructor(private readonly onProgress?: Progress, algorithm: HashAlgorithm = 'sha256') {
-    super();
-    this.hash = createHash(algorithm);
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    this.onProgress?.(chunk.length);
-    this.push(chunk);
-    done();
-  }
-}
 
 const fileChanged = (path: string, why: string) =>
   new R2d1Error('CHANGED', `${path} changed while it was uploaded (${why}); this version is not committed`, {
@@ -98,29 +80,16 @@ export interface DownloadOptions {
 
 /**
  * Downloads `key` (exactly `size` bytes) to `path` and returns its hash, computed while the bytes
- * arrive. Big objects come as ranged parts in parallel, written at their offsets as they arrive
- * (no part is held in memory) and hashed in order on a worker thread that follows the written front.
+ * arrive. Big objects come as ranged parts in parallel. Bytes are written at their offsets as they
+ * arrive (no part is held in memory) and hashed in order on a worker thread that follows the written
+ * front; an answer cut short is resumed from the byte it reached.
  */
 export async function downloadFile(store: ObjectStore, key: string, size: number, path: string, opts: DownloadOptions): Promise<string> {
   await mkdir(dirname(path), { recursive: true });
-  if (size <= opts.partSize) {
-    return withRetry(
-      async () => {
-        const tap = new HashTap(opts.onProgress, opts.algorithm);
-        await pipeline(await store.get(key, undefined, { signal: opts.signal }), tap, createWriteStream(path), { signal: opts.signal }).catch((err) => {
-          throw cut(key, err);
-        });
-        if (tap.bytes !== size) throw sizeMismatch(key, size, tap.bytes);
-        return tap.hash.digest('hex');
-      },
-      { retryable: isCutShort, signal: opts.signal, baseDelayMs: 200 },
-    );
-  }
-
   const file = await open(path, 'w');
   const hash = new FollowingHash(path, opts.algorithm ?? 'sha256');
   try {
-    const partCount = Math.ceil(size / opts.partSize);
+    const partCount = Math.max(1, Math.ceil(size / opts.partSize));
     // Bytes of each part on disk: parts fill front to back, so the hash can follow the first unfinished one.
     const written = new Array<number>(partCount).fill(0);
     const partLength = (index: number) => Math.min(size, (index + 1) * opts.partSize) - index * opts.partSize;
@@ -153,7 +122,9 @@ export async function downloadFile(store: ObjectStore, key: string, size: number
             batchBytes = 0;
           };
           try {
-            for await (const chunk of (await store.get(key, { start: from, end: start + length - 1 }, { signal })) as AsyncIterable<Buffer>) {
+            // A file of one part is asked whole, unless resuming.
+            const range = partCount > 1 || from > 0 ? { start: from, end: start + length - 1 } : undefined;
+            for await (const chunk of (await store.get(key, range, { signal })) as AsyncIterable<Buffer>) {
               batch.push(chunk);
               batchBytes += chunk.length;
               if (written[index] + batchBytes > length) throw sizeMismatch(what, length, written[index] + batchBytes);
@@ -193,12 +164,12 @@ const cut = (key: string, err: unknown) =>
       });
 
 /** Only a body cut short is retried here: the SDK already retried the request itself. */
-export const isCutShort = (err: unknown) => err instanceof R2d1Error && err.retryable && (err.code === 'VERIFY' || / was cut: /.test(err.message));
+export const isCutShort = (err: unknown) => err instanceof R2d1Error && err.retryable && / was cut: /.test(err.message);
 
+/** An answer that ended cleanly with more or fewer bytes than asked: the object is not what the manifest says. */
 const sizeMismatch = (what: string, expected: number, got: number) =>
   new R2d1Error('VERIFY', `${what}: expected ${expected} bytes, received ${got}`, {
-    hint: 'the object changed or the transfer was cut; pull again',
-    retryable: true,
+    hint: 'the object is not the size its listing or manifest gives: it was replaced, or is corrupt',
   });
 
 /** Hash of a local file (to check what is already on disk). */

@@ -25,6 +25,8 @@ export declare class S3Store implements ObjectStore {
     readonly client: S3Client;
     private readonly bucket;
     private readonly tuning;
+    /** Part buffers of finished uploads, reused by the next ones instead of allocating (and collecting) new ones. */
+    private readonly spareParts;
     /** Multipart uploads whose abort failed (R2 unreachable then): aborted again after the next success. */
     private readonly pendingAborts;
     constructor(settings: R2Settings, tuning?: Partial<S3Tuning>);

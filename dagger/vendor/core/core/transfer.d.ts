@@ -25,8 +25,9 @@ export interface DownloadOptions {
 }
 /**
  * Downloads `key` (exactly `size` bytes) to `path` and returns its hash, computed while the bytes
- * arrive. Big objects come as ranged parts in parallel, written at their offsets as they arrive
- * (no part is held in memory) and hashed in order on a worker thread that follows the written front.
+ * arrive. Big objects come as ranged parts in parallel. Bytes are written at their offsets as they
+ * arrive (no part is held in memory) and hashed in order on a worker thread that follows the written
+ * front; an answer cut short is resumed from the byte it reached.
  */
 export declare function downloadFile(store: ObjectStore, key: string, size: number, path: string, opts: DownloadOptions): Promise<string>;
 /** Only a body cut short is retried here: the SDK already retried the request itself. */
