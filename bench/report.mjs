@@ -138,7 +138,7 @@ export function renderReport(runs) {
     out.push('## Machine', '');
     out.push(`- ${m.cpu}, ${m.memGiB} GiB RAM, ${m.kernel}; Node ${m.node}; r2d1 ${m.r2d1} (git ${m.git}).`);
     out.push(`- Peers: ${m.aws}; ${m.rclone}; ${m.boto3} (Debian's python3-boto3); server ${m.radosgw} (memstore OSD, data in RAM) and miniflare (its R2 S3 endpoint).`);
-    out.push('- **Noise:** measured on a shared 2-core VM while other engineers ran jest test suites; client, server (and proxy) share the same two cores. ' +
+    out.push('- **Noise:** a 2-core VM on shared hardware; client, server (and proxy) share the same two cores, so a client that spends less CPU leaves more to the server. ' +
       'Absolute MiB/s are therefore low and noisy; the pairwise ratios are the figures to read.', '');
   }
   out.push('## Targets', '', targets(runs), '');
@@ -172,11 +172,10 @@ export function renderReport(runs) {
   out.push('```bash', 'npm run bench                                   # full run: loopback, radosgw, (a)(b)(c), 3 repetitions (root; ~40 min here)',
     'npm run bench -- --conditions loopback,wan      # also the WAN condition (root: network namespace + tc)',
     'npm run bench -- --quick                        # tens of MB, one repetition, radosgw + miniflare: a check that the harness works',
-    '# the figures above come from these two runs (each condition rewrites bench/results/<condition>.json):',
-    'node bench/run.mjs --servers radosgw --reps 2',
-    'node bench/run.mjs --conditions wan --servers radosgw --reps 2 --scale 0.25',
+    '# the figures above come from these runs (each condition rewrites bench/results/<condition>.json):',
+    ...runs.map((run) => `node bench/run.mjs ${run.options?.argv ?? ''}`.trim()),
     '# tuning sweeps (see Findings): against a running radosgw, R2D1_R2_* set',
-    "node bench/tune.mjs ship /tmp/r2d1-bench/src/a-full-1 --grid 'partMiB=8,16;inFlight=4,8;files=8;bigFiles=2' --gc 'radosgw-admin -c CONF gc process --include-all'",
+    "node bench/tune.mjs ship|pull /tmp/r2d1-bench/src/a-full-1 --grid 'partMiB=8,16,32;inFlight=4,8;files=8;bigFiles=2' --gc 'radosgw-admin -c CONF gc process --include-all'",
     '```', '');
   out.push('What each contender runs (`ship` uploads the folder `slot/`; r2d1 is given its parent, which holds `slot.json`; `pull` downloads the version r2d1 shipped, peers by its key prefix):', '');
   out.push('```');
