@@ -82,7 +82,7 @@ async function judge(job: string, dir: string, name = 'ck'): Promise<RunOutcome>
 }
 
 /**
- * Waits (up to 5 s) until lib-storage's background aborts are done, then watches 200 ms for requests
+ * Waits (up to 5 s) until background aborts of failed multipart uploads are done, then watches 200 ms for requests
  * that should not come. Returns the multipart uploads left open and the late requests, among the
  * requests from index `from` on.
  */
@@ -287,6 +287,29 @@ describe('uploads under each fault: committed, byte-identical, no multipart uplo
     expect(report.ok).toBe(true);
     expect(await judge(job, dir)).toBe('committed');
     await expectQuiet(proxy);
+  });
+});
+
+describe('a superseded upload', () => {
+  it('a slot rewritten while its multipart upload is in flight: that upload is aborted at the server, the newer version commits', async () => {
+    const proxy = await startProxy();
+    proxy.plan([{ match: part(2), fault: 'delay', ms: 3000, times: 1 }]);
+    const job = uniqueJobId('supersede');
+    const dir = await tempDir();
+    const courier = courierOn(backendsVia(proxy));
+    await courier.watch(dir, { jobId: job, pollEvery: 30 });
+    const t0 = Math.floor(Date.now() / 1000);
+    await writeCheckpoint(dir, 'ck', { epoch: 1, timestamp: t0, files: { 'model.bin': randomFile(12 * MiB) } });
+    await waitFor('part 2 of epoch 1 to be held at the proxy', () => proxy.requests.some((r) => r.fault === 'delay'), 10_000, 20);
+    await writeCheckpoint(dir, 'ck', { epoch: 2, timestamp: t0 + 1, files: { 'model.bin': randomFile(12 * MiB) } });
+
+    const report = await courier.flush({ timeout: 30 });
+    expect(report.shipped.map((s) => [s.name, s.epoch])).toEqual([['ck', 2]]);
+    expect((await manifestsOf(job, 'ck')).map((m) => m.manifest.epoch)).toEqual([2]);
+    expect(await judge(job, dir)).toBe('committed');
+    // The epoch-1 upload was aborted, not left open (R2 bills stored parts until a lifecycle rule clears them).
+    expect(proxy.counts().AbortMultipartUpload).toBeGreaterThanOrEqual(1);
+    expect((await settle(proxy, 0)).open).toEqual([]);
   });
 });
 
