@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,6 +31,23 @@ function lastError(logPath: string): string {
  * reach it; it outlives the step), logging to a file, and waits until it watches.
  */
 export async function startCourier(settings: ActionSettings, readyTimeoutMs = 60_000): Promise<{ stateDir: string; info: CourierInfo }> {
+  // Cancelled before the courier is ready: nothing is saved for post yet, so stop it here. Installed
+  // before the spawn: a SIGINT landing between the spawn and the handler would kill this step by
+  // default and leave the courier running with no state for post to find.
+  let child: ChildProcess | undefined;
+  let ready = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (ready) return; // ready: the step only saves its state and exits
+    try {
+      if (child?.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    process.stdout.write(`::error::cancelled (${signal}) while the courier was starting; ${child ? 'it was stopped' : 'it was not started'}\n`);
+    process.exit(1);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const stateDir = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'r2d1-courier-'));
   const files = controlFiles(stateDir);
   const log = openSync(files.log, 'a');
@@ -38,22 +55,8 @@ export async function startCourier(settings: ActionSettings, readyTimeoutMs = 60
     cliPath(), 'watch', settings.path, '--job-id', settings.jobId, '--poll-every', String(settings.pollEvery),
     '--keep', String(settings.keep), '--timeout', String(settings.timeout), '--state-dir', stateDir,
   ];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: settings.env as NodeJS.ProcessEnv });
+  child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: settings.env as NodeJS.ProcessEnv });
   closeSync(log);
-  // Cancelled before the courier is ready: nothing is saved for post yet, so stop it here.
-  let ready = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (ready) return; // ready: the step only saves its state and exits
-    try {
-      process.kill(child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-    process.stdout.write(`::error::cancelled (${signal}) while the courier was starting; it was stopped\n`);
-    process.exit(1);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
   let exited: number | null | undefined;
   child.on('exit', (code) => (exited = code));
   child.unref();
