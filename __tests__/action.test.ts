@@ -95,7 +95,7 @@ async function getObject(key: string): Promise<Buffer> {
 }
 
 async function manifestKeys(jobId: string): Promise<string[]> {
-  return (await listKeys(s3, `jobs/${jobId}/`)).filter((k) => k.endsWith('.manifest.json')).sort();
+  return (await listKeys(`jobs/${jobId}/`, s3)).filter((k) => k.endsWith('.manifest.json')).sort();
 }
 
 interface Row {

@@ -27,10 +27,10 @@ import type { CheckpointSpec, Hooks } from './helpers/checkpoints.js';
 if (!nock.isActive()) nock.activate();
 const { cacheKey, pullWithCache } = await import('../src/action/cache.js');
 const { run } = await import('../src/action/mainImpl.js');
-const { Courier, Fetcher, silentLogger } = await import('../src/index.js');
+const { Fetcher, silentLogger } = await import('../src/index.js');
 const { internalCacheTwirpClient } = await import('../node_modules/@actions/cache/lib/internal/shared/cacheTwirpClient.js');
 const { ActionsCacheFake } = await import('./helpers/actionsCacheFake.js');
-const { closeS3, deadUrl, hashDir, hookedCore, openCore, putObject, randomFile, sha256, writeCheckpoint } = await import('./helpers/checkpoints.js');
+const { closeS3, deadUrl, hashDir, hookedCore, putObject, randomFile, sha256, shipWithCore } = await import('./helpers/checkpoints.js');
 const { makeTempDir, rigEnv, uniqueJobId } = await import('./rig/rig.js');
 nock.restore();
 afterAll(() => {
@@ -156,16 +156,10 @@ describe('pullWithCache against a faked Actions cache service (nock)', () => {
 
   async function ship(job: string, checkpoints: Record<string, CheckpointSpec>): Promise<string> {
     const dir = await tempDir('r2d1-train-');
-    for (const [name, spec] of Object.entries(checkpoints)) await writeCheckpoint(dir, name, spec);
-    const courier = new Courier(openCore(), { logger: silentLogger, tuning: { retryBaseMs: 20, retryMaxMs: 200 } });
-    try {
-      const report = await courier.ship(dir, { jobId: job, timeout: 30 });
-      expect(report.failed).toEqual([]);
-    } finally {
-      courier.close();
-    }
+    await shipWithCore(dir, job, checkpoints);
     return dir;
   }
+
 
   /** The entries of a saved archive (zstd or gzip tar), as tar lists them. */
   function archiveEntries(data: Buffer): string[] {

@@ -198,11 +198,11 @@ describe('ship, pull, ls, status', () => {
   });
 
   it('shipping the same directory again re-uploads nothing', async () => {
-    const before = await listKeys(s3, `jobs/${job}/`);
+    const before = await listKeys(`jobs/${job}/`, s3);
     const result = await runCli(['ship', 'out', '--job-id', job, '--json'], { env: fullEnv(), cwd });
     expectExit(result, 0);
     expect(parseJson(result)).toMatchObject({ ok: true, shipped: [], failed: [] });
-    expect((await listKeys(s3, `jobs/${job}/`)).sort()).toEqual(before.sort());
+    expect((await listKeys(`jobs/${job}/`, s3)).sort()).toEqual(before.sort());
   });
 });
 
@@ -392,7 +392,7 @@ describe('hostile input', () => {
     expect(report.failed[0].name).toBe('ck_x');
     expect(report.failed[0].reason).toContain('ck_x.json');
     expect(report.failed[0].reason).toContain('ck_other');
-    expect(await listKeys(s3, `jobs/${job}/`)).toEqual([]);
+    expect(await listKeys(`jobs/${job}/`, s3)).toEqual([]);
   });
 
   it('URIs that climb out or are absolute are refused with a clear error', async () => {
@@ -538,7 +538,7 @@ describe('kill -9 mid-upload, then restart', () => {
         const keys = await waitFor(
           'a first object under the job',
           async () => {
-            const k = await listKeys(s3, `jobs/${job}/`);
+            const k = await listKeys(`jobs/${job}/`, s3);
             return k.length > 0 ? k : watcher.child.exitCode !== null ? ['(exited)'] : undefined;
           },
           15_000,
@@ -561,7 +561,7 @@ describe('kill -9 mid-upload, then restart', () => {
 
     // Give requests that were in flight when the process died time to land (or not).
     await new Promise((r) => setTimeout(r, 300));
-    const afterKill = await listKeys(s3, `jobs/${job}/`);
+    const afterKill = await listKeys(`jobs/${job}/`, s3);
     expect(afterKill.length).toBeGreaterThan(0);
     expect(afterKill.filter((k) => k.endsWith('.manifest.json'))).toEqual([]);
     // Invisible to readers.
@@ -577,7 +577,7 @@ describe('kill -9 mid-upload, then restart', () => {
     expect(report.shipped.map((s: { name: string; epoch: number; files: number }) => [s.name, s.epoch, s.files])).toEqual([['big', 5, 40]]);
 
     // The abandoned upload's objects are swept by the commit: only the committed version remains.
-    const keys = await listKeys(s3, `jobs/${job}/`);
+    const keys = await listKeys(`jobs/${job}/`, s3);
     const manifests = keys.filter((k) => k.endsWith('.manifest.json'));
     expect(manifests).toHaveLength(1);
     const versionPrefix = manifests[0]!.replace(/\.manifest\.json$/, '/');

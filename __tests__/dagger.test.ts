@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { Container as DaggerContainer, Directory as DaggerDirectory } from '@dagger.io/dagger';
 import { CLI_PATH, CLI_SOURCE, Checkpoint, NODE_IMAGE, NODE_PATH, R2D1, ShipReport } from '../dagger/src/index.js';
-import { Courier, Fetcher, describeError, parseR2Uri, silentLogger } from '../src/index.js';
+import { Fetcher, describeError, parseR2Uri, silentLogger } from '../src/index.js';
 import {
   asFake,
   asFakeContainer,
@@ -35,7 +35,7 @@ import {
 } from './helpers/daggerFakes.js';
 import { MODULE_DIR, daggerCalls, kebab, scanModule, type DaggerCall, type FunctionJson, type ModuleJson } from './helpers/daggerSignatures.js';
 import { REPO_ROOT, cliEnv } from './helpers/cli.js';
-import { closeS3, getObject, hashDir, listKeys, listTree, openCore, putObject, writeCheckpoint, type CheckpointSpec } from './helpers/checkpoints.js';
+import { closeS3, getObject, hashDir, listKeys, listTree, openCore, putObject, shipWithCore, writeCheckpoint, type CheckpointSpec } from './helpers/checkpoints.js';
 import { d1Query, makeTempDir, rigEnv, uniqueJobId } from './rig/rig.js';
 
 const run = promisify(execFile);
@@ -61,16 +61,9 @@ async function withFakes(): Promise<{ scratch: string }> {
 }
 
 /** Writes checkpoints into a fresh local dir and ships them with a real courier (src/). */
-async function shipWithCore(job: string, checkpoints: Record<string, CheckpointSpec>): Promise<string> {
+async function shipTrained(job: string, checkpoints: Record<string, CheckpointSpec>): Promise<string> {
   const dir = await tempDir('r2d1-dagger-train-');
-  for (const [name, spec] of Object.entries(checkpoints)) await writeCheckpoint(dir, name, spec);
-  const courier = new Courier(openCore(), { logger: silentLogger });
-  try {
-    const report = await courier.ship(dir, { jobId: job, timeout: 30 });
-    expect(report.failed).toEqual([]);
-  } finally {
-    courier.close();
-  }
+  await shipWithCore(dir, job, checkpoints);
   return dir;
 }
 
@@ -102,7 +95,7 @@ describe('pull', () => {
   it('returns the latest checkpoint as a Directory: the folder and its sidecar, verified, without bookkeeping', async () => {
     const { scratch } = await withFakes();
     const job = uniqueJobId('dg-pull');
-    const src = await shipWithCore(job, {
+    const src = await shipTrained(job, {
       slot_0: { epoch: 3, files: { 'model.bin': Buffer.alloc(300_000, 7), 'config.json': '{"lr":0.1}' } },
       slot_1: { epoch: 5, files: { 'model.bin': Buffer.alloc(2 * MiB, 9), 'nested/opt.bin': Buffer.alloc(1000, 1) }, metadata: { loss: 0.5 } },
     });
@@ -119,7 +112,7 @@ describe('pull', () => {
   it('pulls a named slot, and mirrors a prefix', async () => {
     const { scratch } = await withFakes();
     const job = uniqueJobId('dg-slot');
-    const src = await shipWithCore(job, { slot_0: { epoch: 1, files: { 'a.bin': 'aaa' } }, slot_1: { epoch: 2, files: { 'b.bin': 'bbb' } } });
+    const src = await shipTrained(job, { slot_0: { epoch: 1, files: { 'a.bin': 'aaa' } }, slot_1: { epoch: 2, files: { 'b.bin': 'bbb' } } });
     const slot = pathOf(await pull(`r2://jobs/${job}/slot_0`), scratch);
     expect(await listTree(slot)).toEqual(['slot_0.json', 'slot_0/', 'slot_0/a.bin']);
     expect(await hashDir(join(slot, 'slot_0'))).toEqual(await hashDir(join(src, 'slot_0')));
@@ -144,7 +137,7 @@ describe('pull', () => {
   it('a core error fails the call with the core message: bad credentials, a bad source, a corrupt object', async () => {
     const { scratch } = await withFakes();
     const job = uniqueJobId('dg-err');
-    await shipWithCore(job, { slot_0: { epoch: 1, files: { 'w.bin': 'weights' } } });
+    await shipTrained(job, { slot_0: { epoch: 1, files: { 'w.bin': 'weights' } } });
 
     const badKey = rigCredentials({ r2Only: true, secretKey: fakeSecret('secretKey', 'not-the-secret') });
     const expected = await rejection(new Fetcher(openCore(rigEnv({ R2D1_R2_SECRET_KEY: 'not-the-secret', R2D1_API_TOKEN: undefined, R2D1_D1_DATABASE_ID: undefined })), { logger: silentLogger }).pull(`r2://jobs/${job}/latest`, { dest: join(scratch, 'x') }));
@@ -163,7 +156,7 @@ describe('latest', () => {
   it('reports the highest epoch: name, epoch, key, timestamp, metadata', async () => {
     await withFakes();
     const job = uniqueJobId('dg-latest');
-    await shipWithCore(job, {
+    await shipTrained(job, {
       slot_0: { epoch: 3, files: { 'a.bin': 'a' } },
       slot_1: { epoch: 7, timestamp: 1748123456.7, files: { 'b.bin': 'b' }, metadata: { loss: 0.043, note: 'best' } },
     });
@@ -340,7 +333,7 @@ fs.writeFileSync(sidecar, JSON.stringify({ name: 'slot_0', epoch: Number(epoch),
   it('its command line works: the vendored CLI pulls the latest, runs training, ships what it wrote', async () => {
     await withFakes();
     const job = uniqueJobId('dg-train');
-    await shipWithCore(job, { slot_0: { epoch: 3, files: { 'weights.bin': 'weights of epoch 3' } } });
+    await shipTrained(job, { slot_0: { epoch: 3, files: { 'weights.bin': 'weights of epoch 3' } } });
     const ckpt = join(await tempDir('r2d1-dagger-ckpt-'), 'checkpoints');
 
     const resumed = await runLikeTheContainer(await train(['node', '-e', script, ckpt, '3', '4'], job, ckpt, true));
@@ -505,7 +498,7 @@ describe('the module builds from the sources', () => {
     const core = (await import(pathToFileURL(join(MODULE_DIR, 'vendor', 'core', 'index.js')).href)) as typeof import('../src/index.js');
     for (const name of ['Courier', 'Fetcher', 'describeError', 'loadConfig', 'openBackends', 'parseR2Uri', 'consoleLogger'] as const) expect(typeof core[name]).toBe('function');
     const job = uniqueJobId('dg-vendored');
-    await shipWithCore(job, { slot_0: { epoch: 9, files: { 'w.bin': 'nine' } } });
+    await shipTrained(job, { slot_0: { epoch: 9, files: { 'w.bin': 'nine' } } });
     const fetcher = new core.Fetcher(core.openBackends(core.loadConfig(rigEnv()), silentLogger), { logger: silentLogger });
     try {
       const dest = await tempDir();

@@ -9,23 +9,16 @@
  * sampled from /proc, does not grow with the number of checkpoints written); nothing is left behind in
  * the bucket but the committed version.
  */
-import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
-import { readFile, rm } from 'node:fs/promises';
+import { describe, expect, it } from '@jest/globals';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { closeS3, getObject, hashDir, listKeys, manifestsOf, randomFile, sha256, sleep, waitFor, writeCheckpoint } from './helpers/checkpoints.js';
-import { cliEnv, killAllStarted, startCli } from './helpers/cli.js';
-import { FaultProxy, on, tally, viaProxies } from './helpers/faultProxy.js';
-import { makeTempDir, rig, rigEnv, uniqueJobId } from './rig/rig.js';
+import { getObject, hashDir, listKeys, manifestsOf, randomFile, sha256, sleep, waitFor, writeCheckpoint } from './helpers/checkpoints.js';
+import { cliEnv, startCli } from './helpers/cli.js';
+import { faultScope, on, tally, viaProxies } from './helpers/faultProxy.js';
+import { rigEnv, uniqueJobId } from './rig/rig.js';
 
 const MiB = 1024 * 1024;
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(() => {
-  killAllStarted();
-  closeS3();
-});
+const { tempDir, startProxy } = faultScope('r2d1-load-');
 
 async function rssMiB(pid: number): Promise<number | undefined> {
   try {
@@ -39,13 +32,11 @@ async function rssMiB(pid: number): Promise<number | undefined> {
 
 describe('a job writing checkpoints faster than they ship', () => {
   it('the newest epoch wins, memory stays bounded, and the final flush ships the last one', async () => {
-    const proxy = await FaultProxy.start(rig().url);
-    cleanups.push(() => proxy.close());
+    const proxy = await startProxy();
     // A slow link: every upload request waits 250 ms before it is forwarded.
     proxy.plan([{ match: on('PutObject', 'CreateMultipartUpload', 'UploadPart', 'CompleteMultipartUpload'), fault: 'delay', ms: 250 }]);
     const job = uniqueJobId('load');
-    const cwd = await makeTempDir('r2d1-load-');
-    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    const cwd = await tempDir();
     const dir = join(cwd, 'ckpt');
     const watcher = startCli(['watch', 'ckpt', '--job-id', job, '--poll-every', '1', '--json'], {
       env: cliEnv(rigEnv(viaProxies(proxy))),

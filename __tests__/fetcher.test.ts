@@ -6,7 +6,6 @@ import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  Courier,
   Fetcher,
   R2d1Error,
   silentLogger,
@@ -31,7 +30,7 @@ import {
   r2OnlyEnv,
   randomFile,
   sha256,
-  writeCheckpoint,
+  shipWithCore,
   type CheckpointSpec,
 } from './helpers/checkpoints.js';
 import { d1Query, makeTempDir, rigEnv, uniqueJobId } from './rig/rig.js';
@@ -63,17 +62,7 @@ async function shipCheckpoints(
   env: Record<string, string> = rigEnv(),
 ): Promise<{ dir: string; sidecars: Record<string, string>; report: ShipReport }> {
   const dir = await tempDir('r2d1-train-');
-  const sidecars: Record<string, string> = {};
-  for (const [name, spec] of Object.entries(checkpoints)) sidecars[name] = await writeCheckpoint(dir, name, spec);
-  const courier = new Courier(openCore(env), { logger: silentLogger, tuning: { retryBaseMs: 20, retryMaxMs: 200 } });
-  try {
-    const report = await courier.ship(dir, { jobId: job, timeout: 30 });
-    expect(report.failed).toEqual([]);
-    expect(report.ok).toBe(true);
-    return { dir, sidecars, report };
-  } finally {
-    courier.close();
-  }
+  return { dir, ...(await shipWithCore(dir, job, checkpoints, env)) };
 }
 
 async function rejection(promise: Promise<unknown>): Promise<R2d1Error> {

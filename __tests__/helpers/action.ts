@@ -16,15 +16,16 @@
  * and killed by pid in killEverything().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve, sep } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isAlive } from '../../src/core/control.js';
 import { sleep, waitFor } from './checkpoints.js';
 
+export { hashTree, sha256 } from './checkpoints.js';
 export { sleep, waitFor };
 
 /** The courier liveness check the controller itself uses (alive and not a zombie). */
@@ -476,22 +477,6 @@ export async function removeTemps(): Promise<void> {
 }
 
 // ---------------------------------------------------------------- a simulated training process
-
-export const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
-
-/** relative path (posix) → sha256 for every regular file under `root`. */
-export async function hashTree(root: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (dir: string) => {
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile()) out[relative(root, path).split(sep).join('/')] = sha256(await readFile(path));
-    }
-  };
-  await walk(root);
-  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : 1)));
-}
 
 /**
  * A training loop: for each `name:epoch:bytes` in the plan, drops the slot's old sidecar, rewrites the

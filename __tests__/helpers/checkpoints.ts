@@ -3,6 +3,7 @@
  * (folder first, sidecar last), hashing directories, looking straight into the rig's bucket,
  * and ObjectStore wrappers around the real S3Store to inject delays, hangs and failures.
  */
+import { expect } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -17,6 +18,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import {
+  Courier,
   loadConfig,
   openBackends,
   silentLogger,
@@ -26,6 +28,7 @@ import {
   type Manifest,
   type ObjectStore,
   type SequentialBody,
+  type ShipReport,
 } from '../../src/index.js';
 import { rig, rigEnv, rigS3Client } from '../rig/rig.js';
 
@@ -57,6 +60,11 @@ export async function hashDir(dir: string): Promise<Record<string, FileDigest>> 
   };
   await walk(dir);
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/** relative path (posix) → SHA-256 of every regular file under `root` (hashDir without the sizes). */
+export async function hashTree(root: string): Promise<Record<string, string>> {
+  return Object.fromEntries(Object.entries(await hashDir(root)).map(([path, digest]) => [path, digest.sha256]));
 }
 
 /** Every entry (files and directories) under `dir`, relative, sorted; [] when `dir` does not exist. */
@@ -121,6 +129,29 @@ export async function writeCheckpoint(dir: string, name: string, spec: Checkpoin
 
 export const randomFile = (bytes: number): Buffer => randomBytes(bytes);
 
+/**
+ * Writes each checkpoint into `dir` (sidecar last) and ships them all with the core's Courier, as a
+ * training job would have; fails the test unless every one ships. Returns each sidecar's text.
+ */
+export async function shipWithCore(
+  dir: string,
+  job: string,
+  checkpoints: Record<string, CheckpointSpec>,
+  env: Record<string, string> = rigEnv(),
+): Promise<{ sidecars: Record<string, string>; report: ShipReport }> {
+  const sidecars: Record<string, string> = {};
+  for (const [name, spec] of Object.entries(checkpoints)) sidecars[name] = await writeCheckpoint(dir, name, spec);
+  const courier = new Courier(openCore(env), { logger: silentLogger, tuning: { retryBaseMs: 20, retryMaxMs: 200 } });
+  try {
+    const report = await courier.ship(dir, { jobId: job, timeout: 30 });
+    expect(report.failed).toEqual([]);
+    expect(report.ok).toBe(true);
+    return { sidecars, report };
+  } finally {
+    courier.close();
+  }
+}
+
 // ---------------------------------------------------------------- the bucket, directly
 
 let client: S3Client | undefined;
@@ -137,11 +168,12 @@ export function closeS3(): void {
   client = undefined;
 }
 
-export async function listKeys(prefix: string): Promise<string[]> {
+/** Every key under `prefix` in the rig's bucket (through `client`, or this module's shared one). */
+export async function listKeys(prefix: string, client: S3Client = s3()): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;
   do {
-    const page = await s3().send(new ListObjectsV2Command({ Bucket: rig().bucket, Prefix: prefix, ContinuationToken: token }));
+    const page = await client.send(new ListObjectsV2Command({ Bucket: rig().bucket, Prefix: prefix, ContinuationToken: token }));
     for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key);
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
@@ -263,13 +295,18 @@ export function capturingLogger(): CapturingLogger {
 /** Env of the rig without D1: R2-only mode. */
 export const r2OnlyEnv = () => rigEnv({ R2D1_API_TOKEN: undefined, R2D1_D1_DATABASE_ID: undefined });
 
-/** A URL on 127.0.0.1 where nothing listens (a port that was just bound, then released). */
-export async function deadUrl(path = '/client/v4'): Promise<string> {
+/** A TCP port on 127.0.0.1 that nothing listens on (bound, then released). */
+export async function closedPort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}${path}`;
+  return port;
+}
+
+/** A URL on 127.0.0.1 where nothing listens. */
+export async function deadUrl(path = '/client/v4'): Promise<string> {
+  return `http://127.0.0.1:${await closedPort()}${path}`;
 }
 
 export function openCore(env: Record<string, string> = rigEnv(), logger: Logger = silentLogger): Backends {

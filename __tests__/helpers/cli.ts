@@ -3,13 +3,13 @@
  * users run it: a minimal environment (PATH, HOME + what the test passes), a temp working directory.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { join, relative, resolve, sep } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { rig, rigS3Client } from '../rig/rig.js';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { rigS3Client } from '../rig/rig.js';
+import { sha256 } from './checkpoints.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 /** The built CLI; R2D1_TEST_CLI points the tests at another build (e.g. a bundle) instead. */
@@ -126,7 +126,7 @@ export function show(result: CliResult): string {
   return `exit ${result.code}${result.signal ? ` (${result.signal})` : ''}${result.timedOut ? ' TIMED OUT' : ''} after ${result.ms} ms\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`;
 }
 
-export { waitFor } from './checkpoints.js';
+export { closedPort, hashTree, listKeys, sha256, waitFor } from './checkpoints.js';
 
 export interface WrittenCheckpoint {
   name: string;
@@ -168,45 +168,8 @@ export async function writeCheckpoint(
   return { name, epoch, hashes, sidecar };
 }
 
-export const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
-
-/** relative path (posix) → sha256 for every regular file under `root`. */
-export async function hashTree(root: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (dir: string) => {
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile()) out[relative(root, path).split(sep).join('/')] = sha256(await readFile(path));
-    }
-  };
-  await walk(root);
-  return out;
-}
-
 /** An S3 client on the rig's bucket. */
 export const rigS3 = (): S3Client => rigS3Client();
-
-/** Every key under `prefix` in the rig's bucket. */
-export async function listKeys(client: S3Client, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(new ListObjectsV2Command({ Bucket: rig().bucket, Prefix: prefix, ContinuationToken: token }));
-    for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return keys;
-}
-
-/** A TCP port on 127.0.0.1 that nothing listens on (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
 
 export async function removeAll(paths: string[]): Promise<void> {
   await Promise.all(paths.map((p) => rm(p, { recursive: true, force: true })));
